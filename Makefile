@@ -1,0 +1,59 @@
+# spire-federation-operator
+
+# Tools are built from Go modules pinned under hack/tools into bin/ (see hack/tools.sh).
+TOOLS := hack/tools.sh
+CONTROLLER_GEN = $(shell $(TOOLS) --path controller-gen)
+GO_TEST_FLAGS ?= -timeout 45m
+KUBECONFIG ?= $(HOME)/.kube/config
+
+.PHONY: all
+all: build
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate CRDs and RBAC from the API types and markers.
+	$(CONTROLLER_GEN) rbac:roleName=spire-federation-operator crd:maxDescLen=400 paths="./api/..." paths="./controllers/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: ## Generate deepcopy functions.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Run gofmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: tools
+tools: ## Build every tool the tests and the lab need (a warm run rebuilds nothing).
+	$(TOOLS)
+
+.PHONY: test
+test: tools generate manifests fmt vet ## Run all tests against real API servers and components.
+	go test $(GO_TEST_FLAGS) ./...
+
+##@ Build and run
+
+.PHONY: build
+build: generate manifests fmt vet ## Build the operator binary into bin/.
+	go build -o bin/spire-federation-operator .
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of $KUBECONFIG.
+	kubectl apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: manifests ## Remove the CRDs (and every ZoneTrustDomain and FederationMesh) from the cluster.
+	kubectl delete -k config/crd
+
+.PHONY: run
+run: generate manifests fmt vet ## Run the operator against the cluster of $KUBECONFIG.
+	go run . --kubeconfig=$(KUBECONFIG) --namespace=$${NAMESPACE:-spirefed-system}
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-12s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

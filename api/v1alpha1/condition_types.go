@@ -1,0 +1,76 @@
+package v1alpha1
+
+// Condition types. Every kind carries ReadyCondition; the others say which
+// prerequisite of Ready holds or fails.
+const (
+	// ReadyCondition summarises the object: True when everything below that
+	// applies to the kind is True. Its reason is that of the first failing one.
+	ReadyCondition = "Ready"
+
+	// ClusterReachableCondition on a ZoneTrustDomain: the operator reaches the
+	// zone's API server with the configured credentials and may read what it
+	// needs there.
+	ClusterReachableCondition = "ClusterReachable"
+
+	// BundleAvailableCondition on a ZoneTrustDomain: the zone's X.509
+	// authorities were read through an authenticated channel and are valid.
+	BundleAvailableCondition = "BundleAvailable"
+
+	// ZonesResolvedCondition on a FederationMesh: every member zone named by
+	// the mesh exists and the topology refers only to members.
+	ZonesResolvedCondition = "ZonesResolved"
+)
+
+// Reasons for ClusterReachable.
+const (
+	// ReasonConnected: the zone's API server answered and allowed our requests.
+	ReasonConnected = "Connected"
+	// ReasonSecretNotFound: the kubeconfig Secret (or its key) does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonKubeconfigInvalid: the kubeconfig cannot be parsed or is refused
+	// (exec and auth-provider plugins are not supported).
+	ReasonKubeconfigInvalid = "KubeconfigInvalid"
+	// ReasonUnreachable: the zone's API server did not answer.
+	ReasonUnreachable = "Unreachable"
+	// ReasonUnauthorized: the API server refused the kubeconfig's credentials.
+	ReasonUnauthorized = "Unauthorized"
+	// ReasonForbidden: the credentials are valid but lack a permission the
+	// operator needs in the zone.
+	ReasonForbidden = "Forbidden"
+)
+
+// Reasons for BundleAvailable.
+const (
+	// ReasonBundleRead: the bootstrap bundle was read and validated.
+	ReasonBundleRead = "BundleRead"
+	// ReasonBundleNotFound: the bootstrap ConfigMap or its key does not exist.
+	ReasonBundleNotFound = "BundleNotFound"
+	// ReasonBundleInvalid: the bootstrap bundle is not a set of PEM X.509 CA
+	// certificates; the last good authorities, if any, are kept in status.
+	ReasonBundleInvalid = "BundleInvalid"
+	// ReasonClusterNotReachable: the bundle could not be read because the
+	// zone's cluster is not reachable.
+	ReasonClusterNotReachable = "ClusterNotReachable"
+)
+
+// Reasons for ZonesResolved and the FederationMesh's Ready.
+const (
+	// ReasonResolved: every member zone exists.
+	ReasonResolved = "Resolved"
+	// ReasonZoneNotFound: a zone named by the mesh does not exist.
+	ReasonZoneNotFound = "ZoneNotFound"
+	// ReasonHubNotMember: the hub of a HubAndSpoke topology is not a member.
+	ReasonHubNotMember = "HubNotMember"
+	// ReasonLinkNotMember: an explicit link names a zone that is not a member.
+	ReasonLinkNotMember = "LinkNotMember"
+	// ReasonZonesNotReady: at least one member zone is not Ready.
+	ReasonZonesNotReady = "ZonesNotReady"
+)
+
+// Generic reasons.
+const (
+	// ReasonSucceeded: the condition's subject holds.
+	ReasonSucceeded = "Succeeded"
+	// ReasonProgressing: work is under way; the condition will settle.
+	ReasonProgressing = "Progressing"
+)

@@ -1,0 +1,366 @@
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ZoneTrustDomainSpec describes one zone: a Kubernetes cluster running SPIRE
+// for one SPIFFE trust domain, how the operator reaches it, and where the
+// zone publishes its trust bundle.
+type ZoneTrustDomainSpec struct {
+	// TrustDomain is the zone's SPIFFE trust domain name, e.g. "broker.example".
+	// It is canonical (lowercase letters, digits, '.', '-', '_') and immutable.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-z0-9._-]+$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="trustDomain is immutable"
+	TrustDomain string `json:"trustDomain"`
+
+	// ClusterName is the name SPIRE knows this zone's cluster by
+	// (global.spire.clusterName of the chart, the k8s_psat cluster).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	ClusterName string `json:"clusterName"`
+
+	// Cluster says how the operator reaches the zone's Kubernetes API.
+	Cluster ClusterAccess `json:"cluster"`
+
+	// Spire describes the zone's SPIRE installation.
+	// +kubebuilder:default={install: Helm, namespace: spire-server, releaseName: spire}
+	// +optional
+	Spire SpireInstallation `json:"spire,omitempty"`
+
+	// BundleEndpoint is the zone's SPIFFE federation bundle endpoint, which
+	// peers poll for its trust bundle.
+	BundleEndpoint BundleEndpoint `json:"bundleEndpoint"`
+
+	// BootstrapBundle is where the operator reads the zone's X.509
+	// authorities through the zone's own API, an authenticated channel. They
+	// authenticate the zone's https_spiffe bundle endpoint.
+	// +kubebuilder:default={}
+	// +optional
+	BootstrapBundle BootstrapBundleSource `json:"bootstrapBundle,omitempty"`
+}
+
+// ClusterAccess names the zone's cluster: either a kubeconfig Secret in the
+// operator's namespace or the management cluster itself.
+// +kubebuilder:validation:XValidation:rule="has(self.kubeconfigSecretRef) != (has(self.local) && self.local)",message="set exactly one of cluster.kubeconfigSecretRef and cluster.local: true"
+type ClusterAccess struct {
+	// KubeconfigSecretRef is a Secret in the operator's namespace holding a
+	// kubeconfig for the zone's cluster. Kubeconfigs that run exec or
+	// auth-provider plugins are refused.
+	// +optional
+	KubeconfigSecretRef *KubeconfigSecretReference `json:"kubeconfigSecretRef,omitempty"`
+
+	// Local means the zone's cluster is the management cluster the operator
+	// runs in.
+	// +optional
+	Local bool `json:"local,omitempty"`
+}
+
+// KubeconfigSecretReference names a key of a Secret in the operator's namespace.
+type KubeconfigSecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// Key of the Secret's data holding the kubeconfig. Defaults to "value",
+	// as in Flux and Cluster API.
+	// +kubebuilder:default=value
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// SpireInstallMode says who installs SPIRE in a zone.
+// +kubebuilder:validation:Enum=Helm;External
+type SpireInstallMode string
+
+const (
+	// SpireInstallHelm: the operator installs the upstream spire-crds and
+	// spire charts in the zone.
+	SpireInstallHelm SpireInstallMode = "Helm"
+	// SpireInstallExternal: SPIRE is installed by someone else; the operator
+	// only writes custom resources for its spire-controller-manager.
+	SpireInstallExternal SpireInstallMode = "External"
+)
+
+// SpireInstallation describes the zone's SPIRE.
+// +kubebuilder:validation:XValidation:rule="self.install != 'External' || (has(self.className) && size(self.className) > 0)",message="spire.className is required when spire.install is External"
+// +kubebuilder:validation:XValidation:rule="self.install != 'Helm' || !has(self.className)",message="spire.className is derived for Helm installs as <namespace>-<releaseName>; set it only with install External"
+type SpireInstallation struct {
+	// Install says who installs SPIRE: Helm (the operator) or External.
+	// +kubebuilder:default=Helm
+	// +optional
+	Install SpireInstallMode `json:"install,omitempty"`
+
+	// Namespace of the SPIRE server and of the Helm releases.
+	// +kubebuilder:default=spire-server
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// ReleaseName is the name of the spire Helm release.
+	// +kubebuilder:default=spire
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=53
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	ReleaseName string `json:"releaseName,omitempty"`
+
+	// ClassName is the className of the zone's spire-controller-manager: it
+	// handles only custom resources that carry it. Derived as
+	// <namespace>-<releaseName> for Helm installs (and not set there);
+	// required for External.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ClassName string `json:"className,omitempty"`
+
+	// Charts selects the spire-crds and spire charts of a Helm install.
+	// +optional
+	Charts *SpireCharts `json:"charts,omitempty"`
+
+	// Values are Helm values merged over the ones the operator computes for
+	// the spire chart, except for the keys the operator owns.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Values *apiextensionsv1.JSON `json:"values,omitempty"`
+}
+
+// SpireCharts selects the charts of a Helm install.
+type SpireCharts struct {
+	// Repository is an http(s) Helm chart repository URL or an oci://
+	// reference. Empty means the upstream helm-charts-hardened repository.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.startsWith('http://') || self.startsWith('oci://')",message="charts.repository must be an http(s):// or oci:// URL"
+	// +optional
+	Repository string `json:"repository,omitempty"`
+
+	// SpireVersion is the version of the spire chart.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	SpireVersion string `json:"spireVersion,omitempty"`
+
+	// CRDsVersion is the version of the spire-crds chart.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	CRDsVersion string `json:"crdsVersion,omitempty"`
+}
+
+// BundleEndpointProfile is a SPIFFE federation endpoint profile.
+// +kubebuilder:validation:Enum=https_spiffe;https_web
+type BundleEndpointProfile string
+
+const (
+	// ProfileHTTPSSPIFFE: the endpoint presents an X509-SVID for the endpoint
+	// SPIFFE ID, authenticated with the zone's own bundle.
+	ProfileHTTPSSPIFFE BundleEndpointProfile = "https_spiffe"
+	// ProfileHTTPSWeb: the endpoint presents a Web PKI certificate.
+	ProfileHTTPSWeb BundleEndpointProfile = "https_web"
+)
+
+// BundleEndpoint is a SPIFFE federation bundle endpoint.
+// +kubebuilder:validation:XValidation:rule="self.profile == 'https_spiffe' || !has(self.endpointSPIFFEID)",message="bundleEndpoint.endpointSPIFFEID is only allowed with profile https_spiffe"
+type BundleEndpoint struct {
+	// URL of the bundle endpoint: https, with a host and no user information.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="bundleEndpoint.url must be an https URL with a host"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@')",message="bundleEndpoint.url must not carry user information"
+	URL string `json:"url"`
+
+	// Profile is the endpoint profile: https_spiffe (default) or https_web.
+	// +kubebuilder:default=https_spiffe
+	// +optional
+	Profile BundleEndpointProfile `json:"profile,omitempty"`
+
+	// EndpointSPIFFEID is the SPIFFE ID the https_spiffe endpoint presents.
+	// Defaults to spiffe://<trustDomain>/spire/server.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^spiffe://[a-z0-9._-]+(/[a-zA-Z0-9._-]+)+$`
+	// +optional
+	EndpointSPIFFEID string `json:"endpointSPIFFEID,omitempty"`
+
+	// RefreshHint is how often peers should refresh this zone's bundle when
+	// the bundle does not say.
+	// +optional
+	RefreshHint *metav1.Duration `json:"refreshHint,omitempty"`
+}
+
+// BootstrapBundleSource says where the zone's X.509 authorities are read.
+type BootstrapBundleSource struct {
+	// ConfigMap holding the zone's X.509 authorities as PEM, in the zone's
+	// cluster. Defaults to the chart's spire-bundle ConfigMap (key
+	// bundle.crt) in the SPIRE namespace.
+	// +kubebuilder:default={}
+	// +optional
+	ConfigMap ConfigMapKeySelector `json:"configMap,omitempty"`
+}
+
+// ConfigMapKeySelector names a key of a ConfigMap in the zone's cluster.
+type ConfigMapKeySelector struct {
+	// Namespace of the ConfigMap; empty means spire.namespace.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Name of the ConfigMap.
+	// +kubebuilder:default=spire-bundle
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// Key of the ConfigMap's data holding the PEM certificates.
+	// +kubebuilder:default=bundle.crt
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// ZoneTrustDomainStatus is the observed state of a zone.
+type ZoneTrustDomainStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, ClusterReachable, BundleAvailable.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ClassName is the className the operator writes into the zone's
+	// spire-controller-manager resources.
+	// +optional
+	ClassName string `json:"className,omitempty"`
+
+	// EndpointSPIFFEID is the SPIFFE ID the bundle endpoint must present
+	// (https_spiffe only).
+	// +optional
+	EndpointSPIFFEID string `json:"endpointSPIFFEID,omitempty"`
+
+	// Bundle is the zone's latest validated trust bundle. It is kept when a
+	// later read fails.
+	// +optional
+	Bundle *BundleStatus `json:"bundle,omitempty"`
+}
+
+// BundleSource says where a bundle was read.
+type BundleSource string
+
+const (
+	// BundleSourceConfigMap: the bootstrap ConfigMap in the zone's cluster.
+	BundleSourceConfigMap BundleSource = "ConfigMap"
+	// BundleSourceEndpoint: the zone's bundle endpoint.
+	BundleSourceEndpoint BundleSource = "Endpoint"
+)
+
+// BundleStatus summarises a validated trust bundle. It never holds key
+// material beyond public certificates' fingerprints.
+type BundleStatus struct {
+	// Source of the bundle.
+	Source BundleSource `json:"source"`
+
+	// X509Authorities are the bundle's X.509 CA certificates.
+	// +listType=atomic
+	X509Authorities []X509Authority `json:"x509Authorities"`
+
+	// LastChangeTime is when the operator last saw the authorities change.
+	// +optional
+	LastChangeTime *metav1.Time `json:"lastChangeTime,omitempty"`
+}
+
+// X509Authority describes one X.509 CA certificate of a bundle.
+type X509Authority struct {
+	// SHA256Fingerprint of the DER certificate, lowercase hex.
+	SHA256Fingerprint string `json:"sha256Fingerprint"`
+	// Subject of the certificate.
+	Subject string `json:"subject"`
+	// NotAfter is when the certificate expires.
+	NotAfter metav1.Time `json:"notAfter"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=ztd,categories=spirefed
+// +kubebuilder:printcolumn:name="Trust Domain",type=string,JSONPath=`.spec.trustDomain`
+// +kubebuilder:printcolumn:name="Install",type=string,JSONPath=`.spec.spire.install`
+// +kubebuilder:printcolumn:name="Reachable",type=string,JSONPath=`.status.conditions[?(@.type=="ClusterReachable")].status`
+// +kubebuilder:printcolumn:name="Bundle",type=string,JSONPath=`.status.conditions[?(@.type=="BundleAvailable")].status`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// ZoneTrustDomain is one zone of a SPIRE federation: a cluster, its SPIFFE
+// trust domain, its bundle endpoint and its SPIRE installation.
+type ZoneTrustDomain struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ZoneTrustDomainSpec   `json:"spec,omitempty"`
+	Status ZoneTrustDomainStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// ZoneTrustDomainList is a list of ZoneTrustDomains.
+type ZoneTrustDomainList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ZoneTrustDomain `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ZoneTrustDomain{}, &ZoneTrustDomainList{})
+}
+
+// GetConditions returns the status conditions.
+func (z *ZoneTrustDomain) GetConditions() []metav1.Condition { return z.Status.Conditions }
+
+// SpireClassName is the className of the zone's spire-controller-manager:
+// the one set, or <namespace>-<releaseName> for Helm installs.
+func (z *ZoneTrustDomain) SpireClassName() string {
+	if z.Spec.Spire.ClassName != "" {
+		return z.Spec.Spire.ClassName
+	}
+	return z.Spec.Spire.Namespace + "-" + z.Spec.Spire.ReleaseName
+}
+
+// BundleEndpointSPIFFEID is the SPIFFE ID an https_spiffe bundle endpoint
+// must present, or "" for https_web.
+func (z *ZoneTrustDomain) BundleEndpointSPIFFEID() string {
+	if z.Spec.BundleEndpoint.Profile == ProfileHTTPSWeb {
+		return ""
+	}
+	if z.Spec.BundleEndpoint.EndpointSPIFFEID != "" {
+		return z.Spec.BundleEndpoint.EndpointSPIFFEID
+	}
+	return "spiffe://" + z.Spec.TrustDomain + "/spire/server"
+}
+
+// BootstrapConfigMap is the ConfigMap (namespace, name, key) holding the
+// zone's bootstrap X.509 authorities, with defaults applied.
+func (z *ZoneTrustDomain) BootstrapConfigMap() ConfigMapKeySelector {
+	selector := z.Spec.BootstrapBundle.ConfigMap
+	if selector.Namespace == "" {
+		selector.Namespace = z.Spec.Spire.Namespace
+	}
+	if selector.Name == "" {
+		selector.Name = "spire-bundle"
+	}
+	if selector.Key == "" {
+		selector.Key = "bundle.crt"
+	}
+	return selector
+}

@@ -1,0 +1,252 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/bundle"
+	"github.com/spirefed/spire-federation-operator/internal/metrics"
+	"github.com/spirefed/spire-federation-operator/internal/zones"
+)
+
+// kubeconfigSecretIndex indexes ZoneTrustDomains by the name of their
+// kubeconfig Secret.
+const kubeconfigSecretIndex = ".spec.cluster.kubeconfigSecretRef.name"
+
+// DefaultZoneResyncInterval is how often a healthy zone is read again.
+const DefaultZoneResyncInterval = time.Minute
+
+// ZoneTrustDomainReconciler connects to each zone's cluster, probes it,
+// reads its bootstrap bundle and reports both in status.
+type ZoneTrustDomainReconciler struct {
+	client.Client
+	// Zones gives clients of the zones' clusters.
+	Zones *zones.Registry
+	// EventRecorder records condition transitions.
+	EventRecorder events.EventRecorder
+	// ResyncInterval between reads of a zone; DefaultZoneResyncInterval if zero.
+	ResyncInterval time.Duration
+	// Now returns the time; time.Now if nil.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=spirefed.io,resources=zonetrustdomains,verbs=get;list;watch
+// +kubebuilder:rbac:groups=spirefed.io,resources=zonetrustdomains/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",namespace=spirefed-system,resources=secrets,verbs=get;list;watch
+
+// SetupWithManager registers the reconciler and its watches.
+func (r *ZoneTrustDomainReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Zones == nil || r.EventRecorder == nil {
+		return errors.New("ZoneTrustDomainReconciler needs Zones and EventRecorder")
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &spirefedv1alpha1.ZoneTrustDomain{}, kubeconfigSecretIndex, indexKubeconfigSecret); err != nil {
+		return fmt.Errorf("indexing zones by kubeconfig Secret: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&spirefedv1alpha1.ZoneTrustDomain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.zonesForSecret)).
+		WatchesRawSource(r.Zones.Source()).
+		Complete(r)
+}
+
+func indexKubeconfigSecret(obj client.Object) []string {
+	zone := obj.(*spirefedv1alpha1.ZoneTrustDomain)
+	if ref := zone.Spec.Cluster.KubeconfigSecretRef; ref != nil {
+		return []string{ref.Name}
+	}
+	return nil
+}
+
+// zonesForSecret maps a kubeconfig Secret to the zones that use it. The
+// manager caches Secrets of the operator's namespace only.
+func (r *ZoneTrustDomainReconciler) zonesForSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	var zoneList spirefedv1alpha1.ZoneTrustDomainList
+	if err := r.List(ctx, &zoneList, client.MatchingFields{kubeconfigSecretIndex: secret.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing zones of a kubeconfig Secret", "secret", secret.GetName())
+		return nil
+	}
+	requests := make([]reconcile.Request, 0, len(zoneList.Items))
+	for _, zone := range zoneList.Items {
+		requests = append(requests, reconcile.Request{NamespacedName: types.NamespacedName{Name: zone.Name}})
+	}
+	return requests
+}
+
+// Reconcile runs the phases of one zone and writes its status once.
+func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+	zone := &spirefedv1alpha1.ZoneTrustDomain{}
+	if err := r.Get(ctx, req.NamespacedName, zone); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Zones.Forget(req.Name)
+			metrics.ForgetZone(req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("reading zone %s: %w", req.Name, err)
+	}
+	if !zone.DeletionTimestamp.IsZero() {
+		r.Zones.Forget(zone.Name)
+		return ctrl.Result{}, nil
+	}
+
+	before := zone.DeepCopy()
+	defer func() {
+		if err := r.writeStatus(ctx, before, zone); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	zone.Status.ObservedGeneration = zone.Generation
+	zone.Status.ClassName = zone.SpireClassName()
+	zone.Status.EndpointSPIFFEID = zone.BundleEndpointSPIFFEID()
+
+	connected, err := r.reconcileAccess(ctx, zone)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if connected != nil {
+		if err := r.reconcileBundle(ctx, zone, connected); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else if zone.Status.Bundle == nil {
+		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse,
+			spirefedv1alpha1.ReasonClusterNotReachable, "The bundle cannot be read until the zone's cluster is reachable")
+	}
+	summarizeZoneReady(zone)
+	log.V(1).Info("Reconciled zone", "ready", meta.IsStatusConditionTrue(zone.Status.Conditions, spirefedv1alpha1.ReadyCondition))
+	return ctrl.Result{RequeueAfter: r.resyncInterval()}, nil
+}
+
+// reconcileAccess connects to the zone's cluster and probes it. It returns
+// nil and no error when the zone cannot be reached: the Secret watch and the
+// registry's health probe enqueue the zone when that changes, so there is
+// nothing to gain from an error backoff.
+func (r *ZoneTrustDomainReconciler) reconcileAccess(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (*zones.Zone, error) {
+	connected, err := r.Zones.Connect(ctx, zone)
+	if err == nil {
+		err = connected.Probe(ctx)
+	}
+	var accessErr *zones.AccessError
+	switch {
+	case errors.As(err, &accessErr):
+		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ClusterReachableCondition, metav1.ConditionFalse,
+			accessErr.Reason, accessErr.Message)
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("connecting to zone %s: %w", zone.Name, err)
+	}
+	setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ClusterReachableCondition, metav1.ConditionTrue,
+		spirefedv1alpha1.ReasonConnected, "The operator reaches the zone's API server")
+	return connected, nil
+}
+
+// reconcileBundle reads the zone's bootstrap X.509 authorities through the
+// zone's API. On any failure the last good authorities stay in status.
+func (r *ZoneTrustDomainReconciler) reconcileBundle(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, connected *zones.Zone) error {
+	selector := zone.BootstrapConfigMap()
+	configMap := &corev1.ConfigMap{}
+	err := connected.Client.Get(ctx, types.NamespacedName{Namespace: selector.Namespace, Name: selector.Name}, configMap)
+	switch {
+	case apierrors.IsNotFound(err):
+		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse,
+			spirefedv1alpha1.ReasonBundleNotFound, fmt.Sprintf("ConfigMap %s/%s does not exist in the zone's cluster", selector.Namespace, selector.Name))
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading bootstrap bundle of zone %s from ConfigMap %s/%s: %w", zone.Name, selector.Namespace, selector.Name, err)
+	}
+	pemData, ok := configMap.Data[selector.Key]
+	if !ok {
+		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse,
+			spirefedv1alpha1.ReasonBundleNotFound, fmt.Sprintf("ConfigMap %s/%s has no key %q", selector.Namespace, selector.Name, selector.Key))
+		return nil
+	}
+	parsed, err := bundle.ParseX509Authorities(zone.Spec.TrustDomain, []byte(pemData))
+	if err != nil {
+		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse,
+			spirefedv1alpha1.ReasonBundleInvalid, fmt.Sprintf("ConfigMap %s/%s key %q: %v; the last good authorities are kept", selector.Namespace, selector.Name, selector.Key, err))
+		return nil
+	}
+
+	authorities := bundle.DescribeX509Authorities(parsed.X509Authorities())
+	if zone.Status.Bundle == nil || !equality.Semantic.DeepEqual(zone.Status.Bundle.X509Authorities, authorities) {
+		now := metav1.NewTime(r.now())
+		zone.Status.Bundle = &spirefedv1alpha1.BundleStatus{
+			Source:          spirefedv1alpha1.BundleSourceConfigMap,
+			X509Authorities: authorities,
+			LastChangeTime:  &now,
+		}
+	}
+	setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionTrue,
+		spirefedv1alpha1.ReasonBundleRead, fmt.Sprintf("Read %d X.509 authorities from ConfigMap %s/%s", len(authorities), selector.Namespace, selector.Name))
+	return nil
+}
+
+// writeStatus patches the status when it changed, records an event for
+// every condition that changed status, and updates the zone's metrics.
+func (r *ZoneTrustDomainReconciler) writeStatus(ctx context.Context, before, zone *spirefedv1alpha1.ZoneTrustDomain) error {
+	recordZoneMetrics(zone)
+	if equality.Semantic.DeepEqual(before.Status, zone.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, zone, client.MergeFrom(before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("writing status of zone %s: %w", zone.Name, err)
+	}
+	recordConditionEvents(r.EventRecorder, zone, before.Status.Conditions, zone.Status.Conditions)
+	return nil
+}
+
+func recordZoneMetrics(zone *spirefedv1alpha1.ZoneTrustDomain) {
+	for _, condition := range zone.Status.Conditions {
+		value := 0.0
+		if condition.Status == metav1.ConditionTrue {
+			value = 1
+		}
+		metrics.ZoneCondition.WithLabelValues(zone.Name, condition.Type).Set(value)
+	}
+	if zone.Status.Bundle == nil {
+		return
+	}
+	metrics.ZoneX509Authorities.WithLabelValues(zone.Name).Set(float64(len(zone.Status.Bundle.X509Authorities)))
+	var earliest time.Time
+	for _, authority := range zone.Status.Bundle.X509Authorities {
+		if earliest.IsZero() || authority.NotAfter.Time.Before(earliest) {
+			earliest = authority.NotAfter.Time
+		}
+	}
+	metrics.ZoneX509AuthorityExpiry.WithLabelValues(zone.Name).Set(float64(earliest.Unix()))
+}
+
+func (r *ZoneTrustDomainReconciler) resyncInterval() time.Duration {
+	if r.ResyncInterval > 0 {
+		return r.ResyncInterval
+	}
+	return DefaultZoneResyncInterval
+}
+
+func (r *ZoneTrustDomainReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,46 @@
+package controllers
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+)
+
+// setCondition sets a condition stamped with the object's generation.
+func setCondition(conditions *[]metav1.Condition, generation int64, conditionType string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(conditions, metav1.Condition{
+		Type:               conditionType,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: generation,
+	})
+}
+
+// summarizeZoneReady derives Ready from ClusterReachable and BundleAvailable:
+// True when both are, otherwise the reason and message of the first that
+// is not.
+func summarizeZoneReady(zone *spirefedv1alpha1.ZoneTrustDomain) {
+	for _, conditionType := range []string{spirefedv1alpha1.ClusterReachableCondition, spirefedv1alpha1.BundleAvailableCondition} {
+		condition := meta.FindStatusCondition(zone.Status.Conditions, conditionType)
+		if condition == nil {
+			setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionUnknown,
+				spirefedv1alpha1.ReasonProgressing, fmt.Sprintf("%s is not known yet", conditionType))
+			return
+		}
+		if condition.Status != metav1.ConditionTrue {
+			setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse,
+				condition.Reason, condition.Message)
+			return
+		}
+	}
+	authorities := 0
+	if zone.Status.Bundle != nil {
+		authorities = len(zone.Status.Bundle.X509Authorities)
+	}
+	setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue,
+		spirefedv1alpha1.ReasonSucceeded, fmt.Sprintf("The zone's cluster is reachable and %d X.509 authorities are known", authorities))
+}

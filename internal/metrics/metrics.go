@@ -1,0 +1,39 @@
+// Package metrics defines the operator's Prometheus metrics, registered with
+// controller-runtime's registry and served on the metrics endpoint.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	// ZoneCondition is 1 when a zone's condition is True, 0 otherwise.
+	ZoneCondition = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spirefed_zone_condition",
+		Help: "Whether a ZoneTrustDomain condition is True (1) or not (0), by zone and condition type.",
+	}, []string{"zone", "type"})
+
+	// ZoneX509Authorities counts the X.509 authorities known for a zone.
+	ZoneX509Authorities = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spirefed_zone_x509_authorities",
+		Help: "Number of X.509 authorities in the zone's latest validated bundle.",
+	}, []string{"zone"})
+
+	// ZoneX509AuthorityExpiry is the earliest notAfter of a zone's X.509 authorities.
+	ZoneX509AuthorityExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spirefed_zone_x509_authority_earliest_expiry_seconds",
+		Help: "Unix time at which the first of the zone's X.509 authorities expires.",
+	}, []string{"zone"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry)
+}
+
+// ForgetZone drops every series of a deleted zone.
+func ForgetZone(zone string) {
+	ZoneCondition.DeletePartialMatch(prometheus.Labels{"zone": zone})
+	ZoneX509Authorities.DeleteLabelValues(zone)
+	ZoneX509AuthorityExpiry.DeleteLabelValues(zone)
+}

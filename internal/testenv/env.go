@@ -1,0 +1,223 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+)
+
+// OperatorNamespace is where the management cluster holds zone kubeconfig Secrets.
+const OperatorNamespace = "spirefed-system"
+
+// ZoneSpec describes a zone cluster to start.
+type ZoneSpec struct {
+	// Name of the zone (and of its kubeconfig Secret, "<name>-kubeconfig").
+	Name string
+	// KWOK makes Pods run (simulated) in the zone.
+	KWOK bool
+}
+
+// Options of an environment.
+type Options struct {
+	// Zones to start beside the management cluster.
+	Zones []ZoneSpec
+}
+
+// Env is a management cluster plus zone clusters.
+type Env struct {
+	// Management runs the operator's CRDs.
+	Management *Cluster
+	// Zones by name; each has spire-controller-manager's CRDs.
+	Zones map[string]*Cluster
+	// Scheme knows core types and the operator's API.
+	Scheme *runtime.Scheme
+
+	root string
+}
+
+// NewScheme returns a scheme with core Kubernetes types, the operator's API
+// and spire-controller-manager's API.
+func NewScheme() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(spirefedv1alpha1.AddToScheme(scheme))
+	utilruntime.Must(spirev1alpha1.AddToScheme(scheme))
+	return scheme
+}
+
+// Start starts the management cluster and the zones in parallel, creates
+// the operator namespace and writes each zone's admin kubeconfig into the
+// Secret "<zone>-kubeconfig" (key "value"). On error everything started is
+// stopped.
+func Start(ctx context.Context, opts Options) (_ *Env, err error) {
+	root, err := os.MkdirTemp("", "spirefed-testenv-")
+	if err != nil {
+		return nil, fmt.Errorf("creating environment folder: %w", err)
+	}
+	if err := startReaper(root); err != nil {
+		return nil, err
+	}
+	env := &Env{Zones: map[string]*Cluster{}, Scheme: NewScheme(), root: root}
+	defer func() {
+		if err != nil {
+			_ = env.Stop()
+		}
+	}()
+
+	repo, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	spireCRDs, err := SpireControllerManagerCRDs()
+	if err != nil {
+		return nil, err
+	}
+	specs := []clusterSpec{{name: "management", crdPaths: []string{filepath.Join(repo, "config", "crd", "bases")}}}
+	for _, zone := range opts.Zones {
+		specs = append(specs, clusterSpec{name: zone.Name, kwok: zone.KWOK, crdPaths: []string{spireCRDs}})
+	}
+	clusters := make([]*Cluster, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i := range specs {
+		specs[i].scheme = env.Scheme
+		specs[i].dir = filepath.Join(root, specs[i].name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			clusters[i], errs[i] = startCluster(ctx, specs[i])
+		}()
+	}
+	wg.Wait()
+	for i, cluster := range clusters {
+		if cluster == nil {
+			continue
+		}
+		if i == 0 {
+			env.Management = cluster
+		} else {
+			env.Zones[cluster.Name] = cluster
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: OperatorNamespace}}
+	if err := env.Management.Client.Create(ctx, namespace); err != nil {
+		return nil, fmt.Errorf("creating namespace %s: %w", OperatorNamespace, err)
+	}
+	for _, zone := range opts.Zones {
+		kubeconfig, err := env.Zones[zone.Name].Kubeconfig("spirefed-operator", "system:masters")
+		if err != nil {
+			return nil, err
+		}
+		if err := env.WriteKubeconfigSecret(ctx, KubeconfigSecretName(zone.Name), kubeconfig); err != nil {
+			return nil, err
+		}
+	}
+	return env, nil
+}
+
+// KubeconfigSecretName is the name of a zone's kubeconfig Secret.
+func KubeconfigSecretName(zone string) string { return zone + "-kubeconfig" }
+
+// WriteKubeconfigSecret creates or replaces a kubeconfig Secret (key
+// "value") in the operator namespace of the management cluster.
+func (e *Env) WriteKubeconfigSecret(ctx context.Context, name string, kubeconfig []byte) error {
+	secret := &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: OperatorNamespace, Name: name},
+		Data:       map[string][]byte{"value": kubeconfig},
+	}
+	if err := e.Management.Client.Patch(ctx, secret, applyPatch{}, fieldOwner, forceOwnership); err != nil {
+		return fmt.Errorf("writing Secret %s/%s: %w", OperatorNamespace, name, err)
+	}
+	return nil
+}
+
+// Dir is the environment's root folder; processes keep their logs below it.
+func (e *Env) Dir() string { return e.root }
+
+// Stop stops every cluster and removes the environment's files (kept when
+// SPIREFED_TESTENV_KEEP is set, for reading the processes' logs). Whatever
+// does not stop in time is killed.
+func (e *Env) Stop() error {
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	all := []*Cluster{e.Management}
+	for _, zone := range e.Zones {
+		all = append(all, zone)
+	}
+	for _, cluster := range all {
+		if cluster == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cluster.stop(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	stopReaper(e.root)
+	if os.Getenv("SPIREFED_TESTENV_KEEP") != "" {
+		return errors.Join(errs...)
+	}
+	if err := os.RemoveAll(e.root); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+var (
+	spireCRDsOnce sync.Once
+	spireCRDsDir  string
+	spireCRDsErr  error
+)
+
+// SpireControllerManagerCRDs is the folder of spire-controller-manager's
+// CRDs, from the module version go.mod requires.
+func SpireControllerManagerCRDs() (string, error) {
+	spireCRDsOnce.Do(func() {
+		repo, err := RepoRoot()
+		if err != nil {
+			spireCRDsErr = err
+			return
+		}
+		cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/spiffe/spire-controller-manager")
+		cmd.Dir = repo
+		cmd.Stderr = nil
+		out, err := cmd.Output()
+		if err != nil {
+			var exitErr *exec.ExitError
+			if errors.As(err, &exitErr) {
+				err = fmt.Errorf("%w: %s", err, exitErr.Stderr)
+			}
+			spireCRDsErr = fmt.Errorf("locating module github.com/spiffe/spire-controller-manager: %w", err)
+			return
+		}
+		spireCRDsDir = filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "bases")
+	})
+	return spireCRDsDir, spireCRDsErr
+}
