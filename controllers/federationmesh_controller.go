@@ -204,4 +204,3 @@ func (r *FederationMeshReconciler) writeStatus(ctx context.Context, before, mesh
 	recordConditionEvents(r.EventRecorder, mesh, before.Status.Conditions, mesh.Status.Conditions)
 	return nil
 }
-

@@ -1,0 +1,207 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/spirefed/spire-federation-operator/internal/testenv"
+)
+
+// validZone is a ZoneTrustDomain that admission accepts; cases patch it.
+const validZone = `
+apiVersion: spirefed.io/v1alpha1
+kind: ZoneTrustDomain
+metadata: {name: z}
+spec:
+  trustDomain: zone1.example
+  clusterName: zone1
+  cluster: {kubeconfigSecretRef: {name: zone1-kubeconfig}}
+  bundleEndpoint: {url: "https://bundle.zone1.example:8443"}
+`
+
+// validMesh is a FederationMesh that admission accepts; cases patch it.
+const validMesh = `
+apiVersion: spirefed.io/v1alpha1
+kind: FederationMesh
+metadata: {name: m}
+spec:
+  zones: {names: [a, b, c]}
+  topology: {type: FullMesh}
+`
+
+// TestAdmission applies invalid objects to a real API server carrying the
+// generated CRDs and checks that each is refused with a message naming the
+// field; then it applies every sample.
+func TestAdmission(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	env, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		t.Fatalf("starting API server: %v", err)
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping API server: %v", err)
+		}
+	}()
+	c := env.Management.Client
+
+	cases := []struct {
+		name  string
+		base  string
+		patch string // YAML merged into base's spec
+		want  []string
+	}{
+		{"trust domain not canonical", validZone, `trustDomain: Zone1.Example`, []string{"spec.trustDomain", "should match"}},
+		{"no cluster access", validZone, `cluster: {kubeconfigSecretRef: null}`, []string{"spec.cluster", "set exactly one of cluster.kubeconfigSecretRef and cluster.local: true"}},
+		{"two cluster accesses", validZone, `cluster: {local: true}`, []string{"spec.cluster", "set exactly one of cluster.kubeconfigSecretRef and cluster.local: true"}},
+		{"kubeconfig secret name invalid", validZone, `cluster: {kubeconfigSecretRef: {name: "Bad_Name"}}`, []string{"spec.cluster.kubeconfigSecretRef.name"}},
+		{"bundle endpoint over http", validZone, `bundleEndpoint: {url: "http://bundle.zone1.example"}`, []string{"spec.bundleEndpoint.url", "must be an https URL with a host"}},
+		{"bundle endpoint not a URL", validZone, `bundleEndpoint: {url: "bundle.zone1.example"}`, []string{"spec.bundleEndpoint.url", "must be an https URL with a host"}},
+		{"bundle endpoint with user information", validZone, `bundleEndpoint: {url: "https://user:pw@bundle.zone1.example"}`, []string{"spec.bundleEndpoint.url", "must not carry user information"}},
+		{"unknown profile", validZone, `bundleEndpoint: {url: "https://b.example", profile: https_tofu}`, []string{"spec.bundleEndpoint.profile", "Unsupported value"}},
+		{"endpoint SPIFFE ID with https_web", validZone, `bundleEndpoint: {url: "https://b.example", profile: https_web, endpointSPIFFEID: "spiffe://zone1.example/spire/server"}`, []string{"spec.bundleEndpoint", "endpointSPIFFEID is only allowed with profile https_spiffe"}},
+		{"endpoint SPIFFE ID not a SPIFFE ID", validZone, `bundleEndpoint: {url: "https://b.example", endpointSPIFFEID: "https://zone1.example/server"}`, []string{"spec.bundleEndpoint.endpointSPIFFEID", "should match"}},
+		{"external install without className", validZone, `spire: {install: External}`, []string{"spec.spire", "spire.className is required when spire.install is External"}},
+		{"helm install with className", validZone, `spire: {install: Helm, className: mine}`, []string{"spec.spire", "spire.className is derived for Helm installs"}},
+		{"unknown install mode", validZone, `spire: {install: Manual}`, []string{"spec.spire.install", "Unsupported value"}},
+		{"chart repository not http or oci", validZone, `spire: {charts: {repository: "ftp://charts.example"}}`, []string{"spec.spire.charts.repository", "must be an http(s):// or oci:// URL"}},
+		{"zones by name and selector", validMesh, `zones: {names: [a], selector: {matchLabels: {tier: edge}}}`, []string{"spec.zones", "set exactly one of zones.names and zones.selector"}},
+		{"no zones", validMesh, `zones: {names: null}`, []string{"spec.zones", "set exactly one of zones.names and zones.selector"}},
+		{"duplicate zone names", validMesh, `zones: {names: [a, a]}`, []string{"spec.zones.names[1]", "Duplicate value"}},
+		{"hub and spoke without hub", validMesh, `topology: {type: HubAndSpoke}`, []string{"spec.topology", "topology.hub is required for HubAndSpoke"}},
+		{"full mesh with hub", validMesh, `topology: {type: FullMesh, hub: a}`, []string{"spec.topology", "topology.hub is required for HubAndSpoke and not allowed otherwise"}},
+		{"hub not a member", validMesh, `topology: {type: HubAndSpoke, hub: z}`, []string{"spec.topology.hub", "topology.hub must be one of zones.names"}},
+		{"explicit without links", validMesh, `topology: {type: Explicit}`, []string{"spec.topology", "topology.links is required for Explicit"}},
+		{"links outside explicit", validMesh, `topology: {type: FullMesh, links: [{from: a, to: b}]}`, []string{"spec.topology", "topology.links is required for Explicit and not allowed otherwise"}},
+		{"link to itself", validMesh, `topology: {type: Explicit, links: [{from: a, to: a}]}`, []string{"spec.topology.links[0]", "a link must join two different zones"}},
+		{"duplicate link", validMesh, `topology: {type: Explicit, links: [{from: a, to: b}, {from: a, to: b}]}`, []string{"spec.topology.links[1]", "Duplicate value"}},
+		{"link to a non-member", validMesh, `topology: {type: Explicit, links: [{from: a, to: z}]}`, []string{"spec.topology.links", "both ends of every topology.links entry must be in zones.names"}},
+		{"unknown topology", validMesh, `topology: {type: Ring}`, []string{"spec.topology.type", "Unsupported value"}},
+		{"duplicate identity", validMesh, `identities: [{name: w, spiffeIDTemplate: "spiffe://x/y"}, {name: w, spiffeIDTemplate: "spiffe://x/z"}]`, []string{"spec.identities[1]", "Duplicate value"}},
+		{"identity without template", validMesh, `identities: [{name: w}]`, []string{"spec.identities[0].spiffeIDTemplate", "Required value"}},
+		{"istio settings on kuma", validMesh, `meshIntegration: {type: Kuma, istio: {namespace: istio-system}}`, []string{"spec.meshIntegration", "meshIntegration.istio is only allowed with type Istio"}},
+		{"unknown mesh", validMesh, `meshIntegration: {type: Linkerd}`, []string{"spec.meshIntegration.type", "Unsupported value"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := patched(t, tc.base, tc.patch)
+			err := c.Create(ctx, obj, client.DryRunAll)
+			if err == nil {
+				t.Fatalf("admission accepted the object; want an error naming %q", tc.want)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err.Error(), want)
+				}
+			}
+		})
+	}
+
+	t.Run("trust domain is immutable", func(t *testing.T) {
+		zone := patched(t, validZone, `{}`)
+		zone.SetName("immutable")
+		if err := c.Create(ctx, zone); err != nil {
+			t.Fatal(err)
+		}
+		if err := unstructured.SetNestedField(zone.Object, "other.example", "spec", "trustDomain"); err != nil {
+			t.Fatal(err)
+		}
+		err := c.Update(ctx, zone)
+		if err == nil || !strings.Contains(err.Error(), "spec.trustDomain") || !strings.Contains(err.Error(), "trustDomain is immutable") {
+			t.Fatalf("update of trustDomain: got %v, want an error naming spec.trustDomain", err)
+		}
+	})
+
+	t.Run("defaults", func(t *testing.T) {
+		zone := patched(t, validZone, `{}`)
+		zone.SetName("defaults")
+		if err := c.Create(ctx, zone); err != nil {
+			t.Fatal(err)
+		}
+		for path, want := range map[string]string{
+			"spec.spire.install":                   "Helm",
+			"spec.spire.namespace":                 "spire-server",
+			"spec.spire.releaseName":               "spire",
+			"spec.bundleEndpoint.profile":          "https_spiffe",
+			"spec.cluster.kubeconfigSecretRef.key": "value",
+			"spec.bootstrapBundle.configMap.name":  "spire-bundle",
+			"spec.bootstrapBundle.configMap.key":   "bundle.crt",
+		} {
+			got, _, _ := unstructured.NestedString(zone.Object, strings.Split(path, ".")...)
+			if got != want {
+				t.Errorf("%s = %q, want %q", path, got, want)
+			}
+		}
+	})
+
+	t.Run("samples", func(t *testing.T) {
+		repo, err := testenv.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples, err := filepath.Glob(filepath.Join(repo, "config", "samples", "*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied := 0
+		for _, path := range samples {
+			if filepath.Base(path) == "kustomization.yaml" {
+				continue
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			obj := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			if err := c.Create(ctx, obj); err != nil {
+				t.Errorf("sample %s refused: %v", filepath.Base(path), err)
+			}
+			applied++
+		}
+		if applied < 2 {
+			t.Fatalf("found %d samples, want at least one per kind", applied)
+		}
+	})
+}
+
+// patched returns base with patch (YAML) merged into its spec, one level deep.
+func patched(t *testing.T, base, patch string) *unstructured.Unstructured {
+	t.Helper()
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(base), &obj.Object); err != nil {
+		t.Fatal(err)
+	}
+	overrides := map[string]any{}
+	if err := yaml.Unmarshal([]byte(patch), &overrides); err != nil {
+		t.Fatal(err)
+	}
+	spec := obj.Object["spec"].(map[string]any)
+	for key, value := range overrides {
+		existing, isMap := spec[key].(map[string]any)
+		update, updateIsMap := value.(map[string]any)
+		if !isMap || !updateIsMap {
+			spec[key] = value
+			continue
+		}
+		for k, v := range update {
+			if v == nil {
+				delete(existing, k)
+			} else {
+				existing[k] = v
+			}
+		}
+	}
+	return obj
+}

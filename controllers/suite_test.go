@@ -1,0 +1,226 @@
+package controllers
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/testenv"
+	"github.com/spirefed/spire-federation-operator/internal/zones"
+)
+
+// The suite's clusters: a management cluster and three zone clusters, with
+// the operator's reconcilers running in this process against them.
+var (
+	env     *testenv.Env
+	testCtx context.Context
+)
+
+// zoneNames of the suite's zone clusters.
+var zoneNames = []string{"alpha", "beta", "gamma"}
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	level := zapcore.ErrorLevel
+	if os.Getenv("SPIREFED_TEST_VERBOSE") != "" {
+		level = zapcore.DebugLevel
+	}
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(level)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	testCtx = ctx
+
+	specs := make([]testenv.ZoneSpec, 0, len(zoneNames))
+	for _, name := range zoneNames {
+		specs = append(specs, testenv.ZoneSpec{Name: name})
+	}
+	var err error
+	env, err = testenv.Start(ctx, testenv.Options{Zones: specs})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "starting clusters: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stopping clusters: %v\n", err)
+		}
+	}()
+	operatorCtx, stopOperator := context.WithCancel(ctx)
+	operatorDone, err := startOperator(operatorCtx)
+	if err != nil {
+		stopOperator()
+		fmt.Fprintf(os.Stderr, "starting operator: %v\n", err)
+		return 1
+	}
+	code := m.Run()
+	// Stop the operator's watches before the API servers, which otherwise
+	// wait for them to end.
+	stopOperator()
+	<-operatorDone
+	return code
+}
+
+// startOperator runs the reconcilers as main.go wires them, with short
+// intervals so that tests see changes within seconds.
+func startOperator(ctx context.Context) (<-chan struct{}, error) {
+	mgr, err := ctrl.NewManager(env.Management.Config, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{testenv.OperatorNamespace: {}}},
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	registry := zones.NewRegistry(zones.Options{
+		Namespace:     testenv.OperatorNamespace,
+		SecretReader:  mgr.GetClient(),
+		LocalConfig:   env.Management.Config,
+		Scheme:        env.Scheme,
+		ProbeInterval: 500 * time.Millisecond,
+		Log:           ctrl.Log.WithName("zones"),
+	})
+	if err := mgr.Add(registry); err != nil {
+		return nil, err
+	}
+	if err := (&ZoneTrustDomainReconciler{
+		Client:         mgr.GetClient(),
+		Zones:          registry,
+		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
+		ResyncInterval: time.Second,
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return nil, err
+	}
+	if err := (&FederationMeshReconciler{
+		Client:        mgr.GetClient(),
+		EventRecorder: mgr.GetEventRecorder("spire-federation-operator"),
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "operator stopped: %v\n", err)
+		}
+	}()
+	return done, nil
+}
+
+// waitForZoneCondition waits until the zone's condition has the status and
+// reason, and returns the zone.
+func waitForZoneCondition(t *testing.T, name, conditionType string, status metav1.ConditionStatus, reason string) *spirefedv1alpha1.ZoneTrustDomain {
+	t.Helper()
+	return waitForZoneMessage(t, name, conditionType, status, reason, "")
+}
+
+// waitForZoneMessage waits until the zone's condition has the status and
+// reason and its message contains messagePart, and returns the zone.
+func waitForZoneMessage(t *testing.T, name, conditionType string, status metav1.ConditionStatus, reason, messagePart string) *spirefedv1alpha1.ZoneTrustDomain {
+	t.Helper()
+	zone := &spirefedv1alpha1.ZoneTrustDomain{}
+	var last string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := env.Management.Client.Get(testCtx, types.NamespacedName{Name: name}, zone); err != nil {
+			last = err.Error()
+		} else if condition := meta.FindStatusCondition(zone.Status.Conditions, conditionType); condition == nil {
+			last = "no condition"
+		} else if condition.Status == status && condition.Reason == reason && condition.ObservedGeneration == zone.Generation && strings.Contains(condition.Message, messagePart) {
+			return zone
+		} else {
+			last = fmt.Sprintf("%s %s: %s", condition.Status, condition.Reason, condition.Message)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("zone %s: condition %s did not become %s/%s (%q); last: %s", name, conditionType, status, reason, messagePart, last)
+	return nil
+}
+
+// newZone returns a ZoneTrustDomain reaching a zone cluster through secretName.
+func newZone(name, trustDomain, secretName string) *spirefedv1alpha1.ZoneTrustDomain {
+	return &spirefedv1alpha1.ZoneTrustDomain{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: spirefedv1alpha1.ZoneTrustDomainSpec{
+			TrustDomain: trustDomain,
+			ClusterName: name,
+			Cluster: spirefedv1alpha1.ClusterAccess{
+				KubeconfigSecretRef: &spirefedv1alpha1.KubeconfigSecretReference{Name: secretName},
+			},
+			Spire: spirefedv1alpha1.SpireInstallation{
+				Install: spirefedv1alpha1.SpireInstallExternal, Namespace: "spire-server", ReleaseName: "spire", ClassName: "spire-server-spire",
+			},
+			BundleEndpoint: spirefedv1alpha1.BundleEndpoint{URL: "https://bundle." + trustDomain + ":8443"},
+		},
+	}
+}
+
+// writeBundleConfigMap writes the spire-bundle ConfigMap of a zone cluster.
+func writeBundleConfigMap(t *testing.T, zoneCluster *testenv.Cluster, data string) {
+	t.Helper()
+	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "spire-server"}}
+	if err := zoneCluster.Client.Create(testCtx, namespace); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
+	}
+	configMap := &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "spire-server", Name: "spire-bundle"},
+		Data:       map[string]string{"bundle.crt": data},
+	}
+	if err := zoneCluster.Client.Patch(testCtx, configMap, client.Apply, client.FieldOwner("test"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// conditionOf returns a condition of a zone, or an empty one.
+func conditionOf(zone *spirefedv1alpha1.ZoneTrustDomain, conditionType string) metav1.Condition {
+	for _, condition := range zone.Status.Conditions {
+		if condition.Type == conditionType {
+			return condition
+		}
+	}
+	return metav1.Condition{}
+}
+
+func getZone(t *testing.T, name string) *spirefedv1alpha1.ZoneTrustDomain {
+	t.Helper()
+	zone := &spirefedv1alpha1.ZoneTrustDomain{}
+	if err := env.Management.Client.Get(testCtx, types.NamespacedName{Name: name}, zone); err != nil {
+		t.Fatal(err)
+	}
+	return zone
+}
+
+// testDeadline returns a function that sleeps a little and says whether
+// the given number of seconds has passed.
+func testDeadline(seconds int) func() bool {
+	end := time.Now().Add(time.Duration(seconds) * time.Second)
+	return func() bool {
+		time.Sleep(100 * time.Millisecond)
+		return time.Now().After(end)
+	}
+}
+
+type x509Certificate = x509.Certificate
