@@ -1,0 +1,82 @@
+package controllers
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/testenv"
+)
+
+// TestFederationMeshMembers resolves a mesh's zones against real zones.
+func TestFederationMeshMembers(t *testing.T) {
+	beta := env.Zones["beta"]
+	ca, err := testenv.NewCA("beta CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBundleConfigMap(t, beta, string(testenv.PEM(ca.Cert)))
+	member := newZone("mesh-beta", "beta.example", testenv.KubeconfigSecretName("beta"))
+	member.Labels = map[string]string{"mesh": "trading"}
+	createZone(t, member)
+
+	mesh := &spirefedv1alpha1.FederationMesh{
+		ObjectMeta: metav1.ObjectMeta{Name: "trading"},
+		Spec: spirefedv1alpha1.FederationMeshSpec{
+			Zones:    spirefedv1alpha1.ZoneSelection{Names: []string{"mesh-beta", "mesh-later"}},
+			Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
+		},
+	}
+	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Management.Client.Delete(testCtx, mesh) })
+
+	got := waitForMeshCondition(t, "trading", spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonZoneNotFound, "mesh-later")
+	if got.Status.TotalZones != 2 || got.Status.Zones[1].Name != "mesh-later" || got.Status.Zones[1].TrustDomain != "" {
+		t.Errorf("zones in status = %+v", got.Status.Zones)
+	}
+
+	later := newZone("mesh-later", "later.example", testenv.KubeconfigSecretName("beta"))
+	later.Spec.BootstrapBundle.ConfigMap = spirefedv1alpha1.ConfigMapKeySelector{Name: "spire-bundle", Key: "bundle.crt"}
+	createZone(t, later)
+	got = waitForMeshCondition(t, "trading", spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "All 2 member zones are Ready")
+	if got.Status.ReadyZones != 2 || got.Status.ObservedGeneration != got.Generation {
+		t.Errorf("status = %+v", got.Status)
+	}
+
+	// By label, with a hub that the selector does not select.
+	got.Spec.Zones = spirefedv1alpha1.ZoneSelection{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"mesh": "trading"}}}
+	got.Spec.Topology = spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyHubAndSpoke, Hub: "mesh-later"}
+	if err := env.Management.Client.Update(testCtx, got); err != nil {
+		t.Fatal(err)
+	}
+	waitForMeshCondition(t, "trading", spirefedv1alpha1.ZonesResolvedCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonHubNotMember, `"mesh-later"`)
+}
+
+func waitForMeshCondition(t *testing.T, name, conditionType string, status metav1.ConditionStatus, reason, messagePart string) *spirefedv1alpha1.FederationMesh {
+	t.Helper()
+	mesh := &spirefedv1alpha1.FederationMesh{}
+	var last string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := env.Management.Client.Get(testCtx, types.NamespacedName{Name: name}, mesh); err != nil {
+			last = err.Error()
+		} else if condition := meta.FindStatusCondition(mesh.Status.Conditions, conditionType); condition == nil {
+			last = "no condition"
+		} else if condition.Status == status && condition.Reason == reason && condition.ObservedGeneration == mesh.Generation && strings.Contains(condition.Message, messagePart) {
+			return mesh
+		} else {
+			last = fmt.Sprintf("%s %s: %s", condition.Status, condition.Reason, condition.Message)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("mesh %s: condition %s did not become %s/%s (%q); last: %s", name, conditionType, status, reason, messagePart, last)
+	return nil
+}
