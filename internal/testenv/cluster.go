@@ -61,9 +61,9 @@ func startCluster(ctx context.Context, spec clusterSpec) (*Cluster, error) {
 		}
 	}
 	env := &envtest.Environment{
-		CRDDirectoryPaths:     spec.crdPaths,
-		ErrorIfCRDPathMissing: true,
-		Scheme:                spec.scheme,
+		CRDDirectoryPaths:        spec.crdPaths,
+		ErrorIfCRDPathMissing:    true,
+		Scheme:                   spec.scheme,
 		ControlPlaneStartTimeout: 60 * time.Second,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
