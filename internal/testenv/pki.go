@@ -4,11 +4,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
+	"net/url"
 	"time"
 )
 
@@ -20,6 +23,16 @@ type CA struct {
 
 // NewCA creates a CA whose certificate is valid for a day.
 func NewCA(commonName string) (*CA, error) {
+	return newCA(commonName, nil)
+}
+
+// NewSPIFFECA creates a CA for a trust domain, as SPIRE's: its certificate
+// carries the URI SAN spiffe://<trustDomain>.
+func NewSPIFFECA(trustDomain string) (*CA, error) {
+	return newCA(trustDomain+" CA", []*url.URL{{Scheme: "spiffe", Host: trustDomain}})
+}
+
+func newCA(commonName string, uris []*url.URL) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating CA key: %w", err)
@@ -32,6 +45,7 @@ func NewCA(commonName string) (*CA, error) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
+		URIs:                  uris,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
 	if err != nil {
@@ -65,6 +79,38 @@ func (ca *CA) NewLeaf(commonName string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(der)
 }
 
+// NewServingCertificate issues a TLS server certificate: an X509-SVID when
+// spiffeID is set, and valid for the DNS names and 127.0.0.1.
+func (ca *CA) NewServingCertificate(spiffeID string, dnsNames ...string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generating serving key: %w", err)
+	}
+	template := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "bundle endpoint"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              dnsNames,
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	if spiffeID != "" {
+		id, err := url.Parse(spiffeID)
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		template.URIs = []*url.URL{id}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("creating serving certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
 // PEM encodes certificates as PEM, as SPIRE's k8sbundle notifier writes them.
 func PEM(certs ...*x509.Certificate) []byte {
 	var out []byte
@@ -81,3 +127,6 @@ func serial() *big.Int {
 	}
 	return n
 }
+
+// Chain is the CA certificate alone, as a bundle's X.509 authorities.
+func (ca *CA) Chain() []*x509.Certificate { return []*x509.Certificate{ca.Cert} }
