@@ -17,12 +17,9 @@ import (
 // TestFederationMeshMembers resolves a mesh's zones against real zones.
 func TestFederationMeshMembers(t *testing.T) {
 	beta := env.Zones["beta"]
-	ca, err := testenv.NewCA("beta CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeBundleConfigMap(t, beta, string(testenv.PEM(ca.Cert)))
-	member := newZone("mesh-beta", "beta.example", testenv.KubeconfigSecretName("beta"))
+	endpoint := startZoneEndpoint(t, "beta.example")
+	writeBundleConfigMap(t, beta, endpoint.bootstrapPEM())
+	member := newZoneAt("mesh-beta", "beta.example", testenv.KubeconfigSecretName("beta"), endpoint.server.URL)
 	member.Labels = map[string]string{"mesh": "trading"}
 	createZone(t, member)
 
@@ -43,8 +40,8 @@ func TestFederationMeshMembers(t *testing.T) {
 		t.Errorf("zones in status = %+v", got.Status.Zones)
 	}
 
-	later := newZone("mesh-later", "later.example", testenv.KubeconfigSecretName("beta"))
-	later.Spec.BootstrapBundle.ConfigMap = spirefedv1alpha1.ConfigMapKeySelector{Name: "spire-bundle", Key: "bundle.crt"}
+	// Same cluster and trust domain material, another zone object.
+	later := newZoneAt("mesh-later", "beta.example", testenv.KubeconfigSecretName("beta"), endpoint.server.URL)
 	createZone(t, later)
 	got = waitForMeshCondition(t, "trading", spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "All 2 member zones are Ready")
 	if got.Status.ReadyZones != 2 || got.Status.ObservedGeneration != got.Generation {

@@ -25,7 +25,13 @@ func TestSummarizeZoneReady(t *testing.T) {
 		{"all true", []metav1.Condition{
 			condition(reachable, metav1.ConditionTrue, spirefedv1alpha1.ReasonConnected),
 			condition(available, metav1.ConditionTrue, spirefedv1alpha1.ReasonBundleRead),
+			condition(spirefedv1alpha1.BundleFetchedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonFetched),
 		}, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded},
+		{"endpoint failing", []metav1.Condition{
+			condition(reachable, metav1.ConditionTrue, spirefedv1alpha1.ReasonConnected),
+			condition(available, metav1.ConditionTrue, spirefedv1alpha1.ReasonBundleRead),
+			condition(spirefedv1alpha1.BundleFetchedCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonAuthenticationFailed),
+		}, metav1.ConditionFalse, spirefedv1alpha1.ReasonAuthenticationFailed},
 		{"unreachable wins over bundle", []metav1.Condition{
 			condition(reachable, metav1.ConditionFalse, spirefedv1alpha1.ReasonUnreachable),
 			condition(available, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleInvalid),

@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
@@ -110,6 +111,8 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		Zones:          registry,
 		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
 		ResyncInterval: time.Second,
+		Fetcher:        bundle.Fetcher{Timeout: 2 * time.Second},
+		FetchSchedule:  FetchSchedule{MinInterval: time.Second, DefaultInterval: 2 * time.Second, RetryInterval: time.Second},
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, err
 	}
@@ -159,8 +162,14 @@ func waitForZoneMessage(t *testing.T, name, conditionType string, status metav1.
 	return nil
 }
 
-// newZone returns a ZoneTrustDomain reaching a zone cluster through secretName.
+// newZone returns a ZoneTrustDomain reaching a zone cluster through
+// secretName, with a bundle endpoint that does not answer.
 func newZone(name, trustDomain, secretName string) *spirefedv1alpha1.ZoneTrustDomain {
+	return newZoneAt(name, trustDomain, secretName, "https://127.0.0.1:1")
+}
+
+// newZoneAt is newZone with the bundle endpoint at url.
+func newZoneAt(name, trustDomain, secretName, url string) *spirefedv1alpha1.ZoneTrustDomain {
 	return &spirefedv1alpha1.ZoneTrustDomain{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: spirefedv1alpha1.ZoneTrustDomainSpec{
@@ -172,7 +181,7 @@ func newZone(name, trustDomain, secretName string) *spirefedv1alpha1.ZoneTrustDo
 			Spire: spirefedv1alpha1.SpireInstallation{
 				Install: spirefedv1alpha1.SpireInstallExternal, Namespace: "spire-server", ReleaseName: "spire", ClassName: "spire-server-spire",
 			},
-			BundleEndpoint: spirefedv1alpha1.BundleEndpoint{URL: "https://bundle." + trustDomain + ":8443"},
+			BundleEndpoint: spirefedv1alpha1.BundleEndpoint{URL: url},
 		},
 	}
 }
@@ -224,3 +233,25 @@ func testDeadline(seconds int) func() bool {
 }
 
 type x509Certificate = x509.Certificate
+
+// zoneEndpoint is a zone's PKI and its bundle endpoint on loopback.
+type zoneEndpoint struct {
+	*testenv.TestZonePKI
+	server *testenv.BundleServer
+}
+
+// startZoneEndpoint creates a trust domain's CA and serves its bundle
+// (sequence 1) with an SVID for spiffe://<trustDomain>/spire/server.
+func startZoneEndpoint(t *testing.T, trustDomain string) *zoneEndpoint {
+	t.Helper()
+	pki, err := testenv.NewTestZonePKI(trustDomain, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := testenv.StartBundleServer(pki.Bundle, pki.Serving)
+	t.Cleanup(server.Close)
+	return &zoneEndpoint{TestZonePKI: pki, server: server}
+}
+
+// bootstrapPEM is the zone CA as the bootstrap ConfigMap holds it.
+func (z *zoneEndpoint) bootstrapPEM() string { return string(testenv.PEM(z.CA.Cert)) }

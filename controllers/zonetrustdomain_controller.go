@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"crypto/x509"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -43,6 +44,10 @@ type ZoneTrustDomainReconciler struct {
 	EventRecorder events.EventRecorder
 	// ResyncInterval between reads of a zone; DefaultZoneResyncInterval if zero.
 	ResyncInterval time.Duration
+	// Fetcher fetches bundles from bundle endpoints.
+	Fetcher bundle.Fetcher
+	// FetchSchedule bounds how often they are fetched.
+	FetchSchedule FetchSchedule
 	// Now returns the time; time.Now if nil.
 	Now func() time.Time
 }
@@ -122,17 +127,22 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	var bootstrapAuthorities []*x509.Certificate
 	if connected != nil {
-		if err := r.reconcileBundle(ctx, zone, connected); err != nil {
+		if bootstrapAuthorities, err = r.reconcileBootstrap(ctx, zone, connected); err != nil {
 			return ctrl.Result{}, err
 		}
-	} else if zone.Status.Bundle == nil {
+	} else if zone.Status.Bootstrap == nil {
 		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse,
-			spirefedv1alpha1.ReasonClusterNotReachable, "The bundle cannot be read until the zone's cluster is reachable")
+			spirefedv1alpha1.ReasonClusterNotReachable, "The bootstrap bundle cannot be read until the zone's cluster is reachable")
+	}
+	nextFetch, err := r.reconcileFetch(ctx, zone, bootstrapAuthorities)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	summarizeZoneReady(zone)
-	log.V(1).Info("Reconciled zone", "ready", meta.IsStatusConditionTrue(zone.Status.Conditions, spirefedv1alpha1.ReadyCondition))
-	return ctrl.Result{RequeueAfter: r.resyncInterval()}, nil
+	log.V(1).Info("Reconciled zone", "ready", meta.IsStatusConditionTrue(zone.Status.Conditions, spirefedv1alpha1.ReadyCondition), "nextFetch", nextFetch)
+	return ctrl.Result{RequeueAfter: min(nextFetch, r.resyncInterval())}, nil
 }
 
 // reconcileAccess connects to the zone's cluster and probes it. It returns
@@ -158,9 +168,10 @@ func (r *ZoneTrustDomainReconciler) reconcileAccess(ctx context.Context, zone *s
 	return connected, nil
 }
 
-// reconcileBundle reads the zone's bootstrap X.509 authorities through the
-// zone's API. On any failure the last good authorities stay in status.
-func (r *ZoneTrustDomainReconciler) reconcileBundle(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, connected *zones.Zone) error {
+// reconcileBootstrap reads the zone's bootstrap X.509 authorities through
+// the zone's API and returns them. On any failure the last good ones stay
+// in status and nil is returned.
+func (r *ZoneTrustDomainReconciler) reconcileBootstrap(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, connected *zones.Zone) ([]*x509.Certificate, error) {
 	selector := zone.BootstrapConfigMap()
 	configMap := &corev1.ConfigMap{}
 	err := connected.Client.Get(ctx, types.NamespacedName{Namespace: selector.Namespace, Name: selector.Name}, configMap)
@@ -168,35 +179,38 @@ func (r *ZoneTrustDomainReconciler) reconcileBundle(ctx context.Context, zone *s
 	case apierrors.IsNotFound(err):
 		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse,
 			spirefedv1alpha1.ReasonBundleNotFound, fmt.Sprintf("ConfigMap %s/%s does not exist in the zone's cluster", selector.Namespace, selector.Name))
-		return nil
+		return nil, nil
 	case err != nil:
-		return fmt.Errorf("reading bootstrap bundle of zone %s from ConfigMap %s/%s: %w", zone.Name, selector.Namespace, selector.Name, err)
+		return nil, fmt.Errorf("reading bootstrap bundle of zone %s from ConfigMap %s/%s: %w", zone.Name, selector.Namespace, selector.Name, err)
 	}
 	pemData, ok := configMap.Data[selector.Key]
 	if !ok {
 		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse,
 			spirefedv1alpha1.ReasonBundleNotFound, fmt.Sprintf("ConfigMap %s/%s has no key %q", selector.Namespace, selector.Name, selector.Key))
-		return nil
+		return nil, nil
 	}
 	parsed, err := bundle.ParseX509Authorities(zone.Spec.TrustDomain, []byte(pemData))
 	if err != nil {
 		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse,
 			spirefedv1alpha1.ReasonBundleInvalid, fmt.Sprintf("ConfigMap %s/%s key %q: %v; the last good authorities are kept", selector.Namespace, selector.Name, selector.Key, err))
-		return nil
+		return nil, nil
 	}
 
 	authorities := bundle.DescribeX509Authorities(parsed.X509Authorities())
-	if zone.Status.Bundle == nil || !equality.Semantic.DeepEqual(zone.Status.Bundle.X509Authorities, authorities) {
+	if zone.Status.Bootstrap == nil || !equality.Semantic.DeepEqual(zone.Status.Bootstrap.X509Authorities, authorities) {
 		now := metav1.NewTime(r.now())
-		zone.Status.Bundle = &spirefedv1alpha1.BundleStatus{
-			Source:          spirefedv1alpha1.BundleSourceConfigMap,
-			X509Authorities: authorities,
-			LastChangeTime:  &now,
-		}
+		zone.Status.Bootstrap = &spirefedv1alpha1.BootstrapStatus{X509Authorities: authorities, LastChangeTime: &now}
 	}
 	setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionTrue,
 		spirefedv1alpha1.ReasonBundleRead, fmt.Sprintf("Read %d X.509 authorities from ConfigMap %s/%s", len(authorities), selector.Namespace, selector.Name))
-	return nil
+	if zone.Status.Bundle == nil || zone.Status.Bundle.Source == spirefedv1alpha1.BundleSourceConfigMap {
+		// Until the endpoint answers, peers get the bootstrap authorities:
+		// enough for their SPIRE to authenticate the endpoint itself.
+		if err := r.acceptBundle(zone, bundle.FromX509(parsed.TrustDomain(), parsed.X509Authorities()), spirefedv1alpha1.BundleSourceConfigMap); err != nil {
+			return nil, err
+		}
+	}
+	return parsed.X509Authorities(), nil
 }
 
 // writeStatus patches the status when it changed, records an event for

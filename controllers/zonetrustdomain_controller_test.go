@@ -155,12 +155,9 @@ func TestZoneConnectivity(t *testing.T) {
 
 	t.Run("Unreachable while the API server is stopped, Ready again after restart", func(t *testing.T) {
 		gamma := env.Zones["gamma"]
-		ca, err := testenv.NewCA("gamma CA")
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeBundleConfigMap(t, gamma, string(testenv.PEM(ca.Cert)))
-		createZone(t, newZone("gamma", "gamma.example", testenv.KubeconfigSecretName("gamma")))
+		endpoint := startZoneEndpoint(t, "gamma.example")
+		writeBundleConfigMap(t, gamma, endpoint.bootstrapPEM())
+		createZone(t, newZoneAt("gamma", "gamma.example", testenv.KubeconfigSecretName("gamma"), endpoint.server.URL))
 		waitForZoneCondition(t, "gamma", ready, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded)
 
 		if err := gamma.StopAPIServer(); err != nil {
@@ -214,30 +211,32 @@ func grantConfigMapRead(t *testing.T, zoneCluster *testenv.Cluster, user string)
 // keeps them through invalid contents.
 func TestBundleRead(t *testing.T) {
 	alpha := env.Zones["alpha"]
-	first, err := testenv.NewCA("alpha CA 1")
+	endpoint := startZoneEndpoint(t, "alpha.example")
+	first := endpoint.CA
+	second, err := testenv.NewSPIFFECA("alpha.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := testenv.NewCA("alpha CA 2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	createZone(t, newZone("alpha", "alpha.example", testenv.KubeconfigSecretName("alpha")))
+	createZone(t, newZoneAt("alpha", "alpha.example", testenv.KubeconfigSecretName("alpha"), endpoint.server.URL))
 
 	t.Run("missing ConfigMap", func(t *testing.T) {
 		zone := waitForZoneCondition(t, "alpha", available, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleNotFound)
 		if !strings.Contains(conditionOf(zone, available).Message, "spire-server/spire-bundle") {
 			t.Errorf("message does not name the ConfigMap: %q", conditionOf(zone, available).Message)
 		}
+		waitForZoneCondition(t, "alpha", spirefedv1alpha1.BundleFetchedCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonWaitingForBootstrap)
 	})
 
 	want := bundle.DescribeX509Authorities([]*x509Certificate{first.Cert, second.Cert})
 	t.Run("real CA certificates are reflected in status", func(t *testing.T) {
 		writeBundleConfigMap(t, alpha, string(testenv.PEM(first.Cert, second.Cert)))
 		zone := waitForZoneCondition(t, "alpha", ready, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded)
-		assertAuthorities(t, zone, want)
-		if zone.Status.Bundle.Source != spirefedv1alpha1.BundleSourceConfigMap || zone.Status.Bundle.LastChangeTime == nil {
-			t.Errorf("bundle status = %+v, want source ConfigMap and a change time", zone.Status.Bundle)
+		assertAuthorities(t, zone.Status.Bootstrap.X509Authorities, want)
+		if zone.Status.Bootstrap.LastChangeTime == nil {
+			t.Error("no change time for the bootstrap authorities")
+		}
+		if zone.Status.Bundle == nil || zone.Status.Bundle.Source != spirefedv1alpha1.BundleSourceEndpoint || zone.Status.Bundle.Sequence == nil || *zone.Status.Bundle.Sequence != 1 {
+			t.Errorf("bundle status = %+v, want sequence 1 from the endpoint", zone.Status.Bundle)
 		}
 		if zone.Status.ClassName != "spire-server-spire" || zone.Status.EndpointSPIFFEID != "spiffe://alpha.example/spire/server" {
 			t.Errorf("className %q, endpointSPIFFEID %q", zone.Status.ClassName, zone.Status.EndpointSPIFFEID)
@@ -256,9 +255,13 @@ func TestBundleRead(t *testing.T) {
 		{"a leaf certificate", string(testenv.PEM(leaf)), "is not a CA certificate"},
 	} {
 		t.Run(tc.name+" keeps the last good authorities", func(t *testing.T) {
+			before := getZone(t, "alpha").Status.Bundle
 			writeBundleConfigMap(t, alpha, tc.data)
 			zone := waitForZoneMessage(t, "alpha", available, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleInvalid, tc.wantMessage)
-			assertAuthorities(t, zone, want)
+			assertAuthorities(t, zone.Status.Bootstrap.X509Authorities, want)
+			if zone.Status.Bundle.Digest != before.Digest {
+				t.Errorf("the zone's bundle changed from %s to %s", before.Digest, zone.Status.Bundle.Digest)
+			}
 			if c := conditionOf(zone, reachable); c.Status != metav1.ConditionTrue {
 				t.Errorf("ClusterReachable changed to %s/%s", c.Status, c.Reason)
 			}
@@ -274,23 +277,19 @@ func TestBundleRead(t *testing.T) {
 		deadline := testDeadline(10)
 		for {
 			zone := getZone(t, "alpha")
-			if len(zone.Status.Bundle.X509Authorities) == 1 {
-				assertAuthorities(t, zone, bundle.DescribeX509Authorities([]*x509Certificate{second.Cert}))
+			if len(zone.Status.Bootstrap.X509Authorities) == 1 {
+				assertAuthorities(t, zone.Status.Bootstrap.X509Authorities, bundle.DescribeX509Authorities([]*x509Certificate{second.Cert}))
 				return
 			}
 			if deadline() {
-				t.Fatalf("authorities not rotated: %+v", zone.Status.Bundle.X509Authorities)
+				t.Fatalf("authorities not rotated: %+v", zone.Status.Bootstrap.X509Authorities)
 			}
 		}
 	})
 }
 
-func assertAuthorities(t *testing.T, zone *spirefedv1alpha1.ZoneTrustDomain, want []spirefedv1alpha1.X509Authority) {
+func assertAuthorities(t *testing.T, got, want []spirefedv1alpha1.X509Authority) {
 	t.Helper()
-	if zone.Status.Bundle == nil {
-		t.Fatal("no bundle in status")
-	}
-	got := zone.Status.Bundle.X509Authorities
 	if len(got) != len(want) {
 		t.Fatalf("%d authorities in status, want %d", len(got), len(want))
 	}

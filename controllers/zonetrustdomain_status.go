@@ -20,11 +20,11 @@ func setCondition(conditions *[]metav1.Condition, generation int64, conditionTyp
 	})
 }
 
-// summarizeZoneReady derives Ready from ClusterReachable and BundleAvailable:
-// True when both are, otherwise the reason and message of the first that
-// is not.
+// summarizeZoneReady derives Ready from ClusterReachable, BundleAvailable
+// and BundleFetched: True when all are, otherwise the reason and message of
+// the first that is not.
 func summarizeZoneReady(zone *spirefedv1alpha1.ZoneTrustDomain) {
-	for _, conditionType := range []string{spirefedv1alpha1.ClusterReachableCondition, spirefedv1alpha1.BundleAvailableCondition} {
+	for _, conditionType := range []string{spirefedv1alpha1.ClusterReachableCondition, spirefedv1alpha1.BundleAvailableCondition, spirefedv1alpha1.BundleFetchedCondition} {
 		condition := meta.FindStatusCondition(zone.Status.Conditions, conditionType)
 		if condition == nil {
 			setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionUnknown,
@@ -42,5 +42,5 @@ func summarizeZoneReady(zone *spirefedv1alpha1.ZoneTrustDomain) {
 		authorities = len(zone.Status.Bundle.X509Authorities)
 	}
 	setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue,
-		spirefedv1alpha1.ReasonSucceeded, fmt.Sprintf("The zone's cluster is reachable and %d X.509 authorities are known", authorities))
+		spirefedv1alpha1.ReasonSucceeded, fmt.Sprintf("The zone's cluster is reachable and its bundle (%d X.509 authorities) is current", authorities))
 }

@@ -16,6 +16,14 @@ const (
 	// authorities were read through an authenticated channel and are valid.
 	BundleAvailableCondition = "BundleAvailable"
 
+	// BundleFetchedCondition on a ZoneTrustDomain: the latest fetch from the
+	// zone's bundle endpoint was authenticated and its bundle accepted.
+	BundleFetchedCondition = "BundleFetched"
+
+	// ConvergedCondition on a FederationMesh: every directed pair is
+	// Converged, as observed in the trusting zone's SPIRE server.
+	ConvergedCondition = "Converged"
+
 	// ZonesResolvedCondition on a FederationMesh: every member zone named by
 	// the mesh exists and the topology refers only to members.
 	ZonesResolvedCondition = "ZonesResolved"
@@ -53,6 +61,28 @@ const (
 	ReasonClusterNotReachable = "ClusterNotReachable"
 )
 
+// Reasons for BundleFetched.
+const (
+	// ReasonFetched: the endpoint's bundle was fetched and accepted.
+	ReasonFetched = "Fetched"
+	// ReasonWaitingForBootstrap: an https_spiffe endpoint cannot be
+	// authenticated before the zone's authorities are known.
+	ReasonWaitingForBootstrap = "WaitingForBootstrap"
+	// ReasonEndpointUnreachable: no HTTP response from the endpoint.
+	ReasonEndpointUnreachable = "EndpointUnreachable"
+	// ReasonAuthenticationFailed: the endpoint's certificate failed
+	// authentication (wrong CA, wrong SPIFFE ID, a redirect elsewhere).
+	ReasonAuthenticationFailed = "AuthenticationFailed"
+	// ReasonBadResponse: the endpoint answered with something other than a
+	// bundle (status, size, redirect to http).
+	ReasonBadResponse = "BadResponse"
+	// ReasonBundleRejected: the document is not an acceptable bundle.
+	ReasonBundleRejected = "BundleRejected"
+	// ReasonSequenceRegressed: the bundle's sequence is lower than the
+	// accepted one's.
+	ReasonSequenceRegressed = "SequenceRegressed"
+)
+
 // Reasons for ZonesResolved and the FederationMesh's Ready.
 const (
 	// ReasonResolved: every member zone exists.
@@ -65,6 +95,12 @@ const (
 	ReasonLinkNotMember = "LinkNotMember"
 	// ReasonZonesNotReady: at least one member zone is not Ready.
 	ReasonZonesNotReady = "ZonesNotReady"
+	// ReasonPairsNotEstablished: at least one directed pair is not written
+	// and current in its trusting zone.
+	ReasonPairsNotEstablished = "PairsNotEstablished"
+	// ReasonSpireNotObserved: pairs are written and current, but the
+	// operator cannot see what the zones' SPIRE servers hold.
+	ReasonSpireNotObserved = "SpireNotObserved"
 )
 
 // Generic reasons.

@@ -217,7 +217,70 @@ type FederationMeshStatus struct {
 	// TotalZones counts the member zones.
 	// +optional
 	TotalZones int32 `json:"totalZones,omitempty"`
+
+	// Pairs are the directed trust relationships the topology demands:
+	// From trusts To.
+	// +listType=map
+	// +listMapKey=from
+	// +listMapKey=to
+	// +optional
+	Pairs []PairStatus `json:"pairs,omitempty"`
+
+	// PairTotals counts the pairs by state.
+	// +optional
+	PairTotals map[PairState]int32 `json:"pairTotals,omitempty"`
 }
+
+// PairState is the state of one directed trust relationship.
+// +kubebuilder:validation:Enum=Converged;Pending;Stale;Conflict;Unreachable;Gated
+type PairState string
+
+const (
+	// PairConverged: From's SPIRE server holds To's current authorities.
+	PairConverged PairState = "Converged"
+	// PairPending: written, but not (yet) seen in From's SPIRE server.
+	PairPending PairState = "Pending"
+	// PairStale: From holds an older bundle of To than the latest known,
+	// or To's bundle cannot be refreshed.
+	PairStale PairState = "Stale"
+	// PairConflict: From's cluster has a ClusterFederatedTrustDomain for
+	// To's trust domain that the operator does not own; left untouched.
+	PairConflict PairState = "Conflict"
+	// PairUnreachable: From's cluster cannot be reached.
+	PairUnreachable PairState = "Unreachable"
+	// PairGated: To's bundle is not known yet, so nothing is written.
+	PairGated PairState = "Gated"
+)
+
+// PairStatus is the state of one directed pair.
+type PairStatus struct {
+	// From is the trusting zone.
+	From string `json:"from"`
+	// To is the trusted zone.
+	To string `json:"to"`
+	// State of the pair.
+	State PairState `json:"state"`
+	// Reason in CamelCase.
+	Reason string `json:"reason"`
+	// Message for humans.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// PeerSequence is the sequence of To's bundle in From's
+	// ClusterFederatedTrustDomain.
+	// +optional
+	PeerSequence *int64 `json:"peerSequence,omitempty"`
+	// PeerX509Fingerprints are the SHA-256 fingerprints of To's X.509
+	// authorities in From's ClusterFederatedTrustDomain.
+	// +listType=atomic
+	// +optional
+	PeerX509Fingerprints []string `json:"peerX509Fingerprints,omitempty"`
+	// LastTransitionTime is when State last changed.
+	LastTransitionTime metav1.Time `json:"lastTransitionTime"`
+}
+
+// MeshFinalizer makes the operator remove what a mesh wrote in its zones
+// before the mesh goes away.
+const MeshFinalizer = "spirefed.io/mesh-cleanup"
 
 // MemberZone is one member zone as the mesh sees it.
 type MemberZone struct {
@@ -236,6 +299,7 @@ type MemberZone struct {
 // +kubebuilder:printcolumn:name="Topology",type=string,JSONPath=`.spec.topology.type`
 // +kubebuilder:printcolumn:name="Zones",type=string,JSONPath=`.status.totalZones`
 // +kubebuilder:printcolumn:name="Ready Zones",type=string,JSONPath=`.status.readyZones`
+// +kubebuilder:printcolumn:name="Converged",type=string,JSONPath=`.status.conditions[?(@.type=="Converged")].status`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

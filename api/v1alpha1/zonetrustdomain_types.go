@@ -169,6 +169,7 @@ const (
 
 // BundleEndpoint is a SPIFFE federation bundle endpoint.
 // +kubebuilder:validation:XValidation:rule="self.profile == 'https_spiffe' || !has(self.endpointSPIFFEID)",message="bundleEndpoint.endpointSPIFFEID is only allowed with profile https_spiffe"
+// +kubebuilder:validation:XValidation:rule="self.profile == 'https_web' || !has(self.caBundle)",message="bundleEndpoint.caBundle is only allowed with profile https_web"
 type BundleEndpoint struct {
 	// URL of the bundle endpoint: https, with a host and no user information.
 	// +kubebuilder:validation:MinLength=1
@@ -189,10 +190,16 @@ type BundleEndpoint struct {
 	// +optional
 	EndpointSPIFFEID string `json:"endpointSPIFFEID,omitempty"`
 
-	// RefreshHint is how often peers should refresh this zone's bundle when
-	// the bundle does not say.
+	// RefreshHint is how often the operator fetches this zone's bundle when
+	// the bundle does not say (SPIRE's default is 5m).
 	// +optional
 	RefreshHint *metav1.Duration `json:"refreshHint,omitempty"`
+
+	// CABundle holds PEM CA certificates that authenticate an https_web
+	// endpoint in place of the system roots.
+	// +kubebuilder:validation:MaxLength=65536
+	// +optional
+	CABundle string `json:"caBundle,omitempty"`
 }
 
 // BootstrapBundleSource says where the zone's X.509 authorities are read.
@@ -250,10 +257,31 @@ type ZoneTrustDomainStatus struct {
 	// +optional
 	EndpointSPIFFEID string `json:"endpointSPIFFEID,omitempty"`
 
-	// Bundle is the zone's latest validated trust bundle. It is kept when a
-	// later read fails.
+	// Bootstrap holds the X.509 authorities read from the zone's bootstrap
+	// ConfigMap. They authenticate the https_spiffe bundle endpoint.
+	// +optional
+	Bootstrap *BootstrapStatus `json:"bootstrap,omitempty"`
+
+	// Bundle is the zone's latest validated trust bundle: from the bundle
+	// endpoint, or from the bootstrap ConfigMap until the first fetch. It is
+	// what peers receive, and it is kept when a later read or fetch fails.
 	// +optional
 	Bundle *BundleStatus `json:"bundle,omitempty"`
+
+	// LastFetch is the outcome of the latest bundle endpoint fetch.
+	// +optional
+	LastFetch *FetchStatus `json:"lastFetch,omitempty"`
+}
+
+// BootstrapStatus summarises the zone's bootstrap X.509 authorities.
+type BootstrapStatus struct {
+	// X509Authorities read from the bootstrap ConfigMap.
+	// +listType=atomic
+	X509Authorities []X509Authority `json:"x509Authorities"`
+
+	// LastChangeTime is when the operator last saw them change.
+	// +optional
+	LastChangeTime *metav1.Time `json:"lastChangeTime,omitempty"`
 }
 
 // BundleSource says where a bundle was read.
@@ -266,19 +294,47 @@ const (
 	BundleSourceEndpoint BundleSource = "Endpoint"
 )
 
-// BundleStatus summarises a validated trust bundle. It never holds key
-// material beyond public certificates' fingerprints.
+// BundleStatus is a validated SPIFFE trust bundle. It holds public keys
+// and certificates only.
 type BundleStatus struct {
 	// Source of the bundle.
 	Source BundleSource `json:"source"`
+
+	// SPIFFEBundle is the bundle as SPIFFE bundle JSON, in canonical form.
+	// +kubebuilder:validation:MaxLength=1048576
+	SPIFFEBundle string `json:"spiffeBundle"`
+
+	// Digest is the SHA-256 of SPIFFEBundle, lowercase hex.
+	Digest string `json:"digest"`
+
+	// Sequence is the bundle's spiffe_sequence, when it has one.
+	// +optional
+	Sequence *int64 `json:"sequence,omitempty"`
+
+	// RefreshHint is the bundle's spiffe_refresh_hint, when it has one.
+	// +optional
+	RefreshHint *metav1.Duration `json:"refreshHint,omitempty"`
 
 	// X509Authorities are the bundle's X.509 CA certificates.
 	// +listType=atomic
 	X509Authorities []X509Authority `json:"x509Authorities"`
 
-	// LastChangeTime is when the operator last saw the authorities change.
+	// JWTAuthorityKeyIDs are the key IDs of the bundle's JWT authorities.
+	// +listType=atomic
+	// +optional
+	JWTAuthorityKeyIDs []string `json:"jwtAuthorityKeyIDs,omitempty"`
+
+	// LastChangeTime is when the operator last saw the bundle change.
 	// +optional
 	LastChangeTime *metav1.Time `json:"lastChangeTime,omitempty"`
+}
+
+// FetchStatus is the outcome of a bundle endpoint fetch.
+type FetchStatus struct {
+	// Time of the fetch.
+	Time metav1.Time `json:"time"`
+	// Result is the reason of the BundleFetched condition it produced.
+	Result string `json:"result"`
 }
 
 // X509Authority describes one X.509 CA certificate of a bundle.
@@ -297,7 +353,8 @@ type X509Authority struct {
 // +kubebuilder:printcolumn:name="Trust Domain",type=string,JSONPath=`.spec.trustDomain`
 // +kubebuilder:printcolumn:name="Install",type=string,JSONPath=`.spec.spire.install`
 // +kubebuilder:printcolumn:name="Reachable",type=string,JSONPath=`.status.conditions[?(@.type=="ClusterReachable")].status`
-// +kubebuilder:printcolumn:name="Bundle",type=string,JSONPath=`.status.conditions[?(@.type=="BundleAvailable")].status`
+// +kubebuilder:printcolumn:name="Fetched",type=string,JSONPath=`.status.conditions[?(@.type=="BundleFetched")].status`
+// +kubebuilder:printcolumn:name="Sequence",type=integer,JSONPath=`.status.bundle.sequence`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -105,9 +106,10 @@ type Zone struct {
 	// Client of the zone's cluster, uncached.
 	Client client.Client
 
-	accessKey      string
-	probeNamespace string
-	stopProbes     context.CancelFunc
+	accessKey          string
+	bootstrapNamespace string
+	bootstrapName      string
+	stopProbes         context.CancelFunc
 
 	mu         sync.Mutex
 	lastReason string
@@ -121,8 +123,8 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 		r.Forget(zone.Name)
 		return nil, err
 	}
-	probeNamespace := zone.BootstrapConfigMap().Namespace
-	accessKey += "|" + probeNamespace
+	bootstrap := zone.BootstrapConfigMap()
+	accessKey += "|" + bootstrap.Namespace + "|" + bootstrap.Name
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -132,22 +134,38 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 		}
 		existing.stopProbes()
 	}
-	zoneClient, err := client.New(withClientLimits(config, zone.Name), client.Options{Scheme: r.opts.Scheme})
-	if err != nil {
-		delete(r.zones, zone.Name)
-		return nil, &AccessError{Reason: spirefedv1alpha1.ReasonKubeconfigInvalid, Message: fmt.Sprintf("building a client from the kubeconfig: %v", err), Err: err}
+	limited := withClientLimits(config, zone.Name)
+	zoneClient, err := client.New(limited, client.Options{Scheme: r.opts.Scheme})
+	if err == nil {
+		var clientset kubernetes.Interface
+		clientset, err = kubernetes.NewForConfig(limited)
+		if err == nil {
+			return r.startZone(zone.Name, accessKey, bootstrap, zoneClient, clientset), nil
+		}
 	}
-	probeCtx, stop := context.WithCancel(r.rootCtx)
+	delete(r.zones, zone.Name)
+	return nil, &AccessError{Reason: spirefedv1alpha1.ReasonKubeconfigInvalid, Message: fmt.Sprintf("building a client from the kubeconfig: %v", err), Err: err}
+}
+
+// startZone registers a connected zone and starts its health probe and
+// its bootstrap ConfigMap watch. r.mu is held.
+func (r *Registry) startZone(name, accessKey string, bootstrap spirefedv1alpha1.ConfigMapKeySelector, zoneClient client.Client, clientset kubernetes.Interface) *Zone {
+	ctx, stop := context.WithCancel(r.rootCtx)
 	connected := &Zone{
-		Name:           zone.Name,
-		Client:         zoneClient,
-		accessKey:      accessKey,
-		probeNamespace: probeNamespace,
-		stopProbes:     stop,
+		Name:               name,
+		Client:             zoneClient,
+		accessKey:          accessKey,
+		bootstrapNamespace: bootstrap.Namespace,
+		bootstrapName:      bootstrap.Name,
+		stopProbes:         stop,
 	}
-	r.zones[zone.Name] = connected
-	go r.probeLoop(probeCtx, connected)
-	return connected, nil
+	r.zones[name] = connected
+	go r.probeLoop(ctx, connected)
+	go connected.watchBootstrapConfigMap(ctx, clientset, func() {
+		r.opts.Log.V(1).Info("Bootstrap ConfigMap changed", "zone", name)
+		r.enqueue(ctx, name)
+	})
+	return connected
 }
 
 // Forget drops a zone's client and stops its probes.
@@ -212,12 +230,16 @@ func (r *Registry) probeLoop(ctx context.Context, zone *Zone) {
 		}
 		if zone.recordReason(reasonOf(err)) {
 			r.opts.Log.V(1).Info("Zone health changed", "zone", zone.Name, "reason", reasonOf(err))
-			select {
-			case r.events <- event.GenericEvent{Object: &spirefedv1alpha1.ZoneTrustDomain{ObjectMeta: metav1.ObjectMeta{Name: zone.Name}}}:
-			case <-ctx.Done():
-				return
-			}
+			r.enqueue(ctx, zone.Name)
 		}
+	}
+}
+
+// enqueue asks for the zone to be reconciled.
+func (r *Registry) enqueue(ctx context.Context, name string) {
+	select {
+	case r.events <- event.GenericEvent{Object: &spirefedv1alpha1.ZoneTrustDomain{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
+	case <-ctx.Done():
 	}
 }
 
@@ -236,7 +258,7 @@ func (z *Zone) Probe(ctx context.Context) error {
 func (z *Zone) probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	review := newAccessReview(z.probeNamespace)
+	review := newAccessReview(z.bootstrapNamespace)
 	if err := z.Client.Create(ctx, review); err != nil {
 		switch {
 		case apierrors.IsUnauthorized(err):
@@ -250,7 +272,7 @@ func (z *Zone) probe(ctx context.Context) error {
 	if !review.Status.Allowed {
 		return &AccessError{
 			Reason:  spirefedv1alpha1.ReasonForbidden,
-			Message: fmt.Sprintf("the kubeconfig's user may not get configmaps in namespace %q of the zone's cluster", z.probeNamespace),
+			Message: fmt.Sprintf("the kubeconfig's user may not get configmaps in namespace %q of the zone's cluster", z.bootstrapNamespace),
 		}
 	}
 	return nil
