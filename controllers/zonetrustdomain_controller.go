@@ -2,9 +2,9 @@ package controllers
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"crypto/x509"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
