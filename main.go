@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -22,6 +23,8 @@ import (
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/controllers"
+	"github.com/spirefed/spire-federation-operator/internal/apply"
+	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
 
@@ -33,6 +36,9 @@ type options struct {
 	namespace          string
 	zoneProbeInterval  time.Duration
 	zoneResyncInterval time.Duration
+	meshResyncInterval time.Duration
+	fetchTimeout       time.Duration
+	minFetchInterval   time.Duration
 	zap                zap.Options
 }
 
@@ -44,6 +50,9 @@ func main() {
 	flag.StringVar(&opts.namespace, "namespace", "spirefed-system", "Namespace of the zones' kubeconfig Secrets (and of the leader election lease).")
 	flag.DurationVar(&opts.zoneProbeInterval, "zone-probe-interval", zones.DefaultProbeInterval, "How often each zone's API server is probed.")
 	flag.DurationVar(&opts.zoneResyncInterval, "zone-resync-interval", controllers.DefaultZoneResyncInterval, "How often each healthy zone is read again.")
+	flag.DurationVar(&opts.meshResyncInterval, "mesh-resync-interval", controllers.DefaultMeshResyncInterval, "How often each mesh is reconciled to repair drift in the zones.")
+	flag.DurationVar(&opts.fetchTimeout, "bundle-fetch-timeout", 10*time.Second, "Timeout of one bundle endpoint fetch.")
+	flag.DurationVar(&opts.minFetchInterval, "min-bundle-fetch-interval", 30*time.Second, "Lower bound on the interval between fetches of one bundle endpoint, whatever its refresh hint.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
@@ -58,6 +67,7 @@ func newScheme() *runtime.Scheme {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(spirefedv1alpha1.AddToScheme(scheme))
+	utilruntime.Must(spirev1alpha1.AddToScheme(scheme))
 	return scheme
 }
 
@@ -99,12 +109,17 @@ func run(ctx context.Context, opts options) error {
 		Zones:          zoneRegistry,
 		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
 		ResyncInterval: opts.zoneResyncInterval,
+		Fetcher:        bundle.Fetcher{Timeout: opts.fetchTimeout},
+		FetchSchedule:  controllers.FetchSchedule{MinInterval: opts.minFetchInterval},
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up ZoneTrustDomain controller: %w", err)
 	}
 	if err := (&controllers.FederationMeshReconciler{
-		Client:        mgr.GetClient(),
-		EventRecorder: mgr.GetEventRecorder("spire-federation-operator"),
+		Client:         mgr.GetClient(),
+		Zones:          zoneRegistry,
+		Applier:        &apply.Applier{},
+		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
+		ResyncInterval: opts.meshResyncInterval,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up FederationMesh controller: %w", err)
 	}

@@ -5,39 +5,60 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/apply"
+	"github.com/spirefed/spire-federation-operator/internal/metrics"
+	"github.com/spirefed/spire-federation-operator/internal/plan"
+	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
 
-// FederationMeshReconciler resolves a mesh's member zones and reports
-// whether they are all present and Ready.
+// DefaultMeshResyncInterval is how often a mesh is reconciled when nothing
+// triggers it, to repair drift in the zones.
+const DefaultMeshResyncInterval = time.Minute
+
+// meshSettleInterval is how soon a mesh is reconciled again while pairs are
+// settling (a ClusterFederatedTrustDomain written, federatesWith to follow).
+const meshSettleInterval = 2 * time.Second
+
+// FederationMeshReconciler resolves a mesh's member zones, plans the
+// objects each zone needs, applies them, and reports every directed pair.
 type FederationMeshReconciler struct {
 	client.Client
+	// Zones gives clients of the zones' clusters.
+	Zones *zones.Registry
+	// Applier writes the plans.
+	Applier *apply.Applier
 	// EventRecorder records condition transitions.
 	EventRecorder events.EventRecorder
+	// ResyncInterval; DefaultMeshResyncInterval if zero.
+	ResyncInterval time.Duration
+	// Now returns the time; time.Now if nil.
+	Now func() time.Time
 }
 
-// +kubebuilder:rbac:groups=spirefed.io,resources=federationmeshes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=spirefed.io,resources=federationmeshes,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=spirefed.io,resources=federationmeshes/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=spirefed.io,resources=federationmeshes/finalizers,verbs=update
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *FederationMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.EventRecorder == nil {
-		return errors.New("FederationMeshReconciler needs an EventRecorder")
+	if r.EventRecorder == nil || r.Zones == nil || r.Applier == nil {
+		return errors.New("FederationMeshReconciler needs Zones, Applier and EventRecorder")
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&spirefedv1alpha1.FederationMesh{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -60,12 +81,42 @@ func (r *FederationMeshReconciler) meshesForZone(ctx context.Context, _ client.O
 	return requests
 }
 
-// Reconcile resolves the members of one mesh and writes its status once.
+// meshScope carries one reconcile's state between phases.
+type meshScope struct {
+	mesh *spirefedv1alpha1.FederationMesh
+	// members by name; nil for a named zone that does not exist.
+	members map[string]*spirefedv1alpha1.ZoneTrustDomain
+	// connected zones, and the live state read from them (both filled by
+	// observeZones); a member missing here is unreachable.
+	connected map[string]*zones.Zone
+	live      map[string]*apply.Live
+	// unreachable members, with why.
+	unreachable map[string]string
+	// plan and the outcome of applying it.
+	plan         plan.Plan
+	applied      map[string]apply.Result
+	applyErrors  map[string]error
+	pendingCount int
+}
+
+// Reconcile runs the phases of one mesh and writes its status once.
 func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	mesh := &spirefedv1alpha1.FederationMesh{}
 	if err := r.Get(ctx, req.NamespacedName, mesh); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.ForgetMesh(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !mesh.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, mesh)
+	}
+	if controllerutil.AddFinalizer(mesh, spirefedv1alpha1.MeshFinalizer) {
+		if err := r.Update(ctx, mesh); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer to mesh %s: %w", mesh.Name, err)
+		}
+	}
+
 	before := mesh.DeepCopy()
 	defer func() {
 		if err := r.writeStatus(ctx, before, mesh); err != nil {
@@ -73,12 +124,186 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		}
 	}()
 
-	members, err := r.resolveMembers(ctx, mesh)
-	if err != nil {
+	scope := &meshScope{mesh: mesh}
+	var err error
+	if scope.members, err = r.resolveMembers(ctx, mesh); err != nil {
 		return ctrl.Result{}, err
 	}
 	mesh.Status.ObservedGeneration = mesh.Generation
-	setMeshMembers(mesh, members)
+	setMeshMembers(mesh, scope.members)
+	r.observeZones(ctx, scope)
+	scope.plan = plan.Compute(planInput(scope))
+	r.applyPlan(ctx, scope)
+	if err := r.cleanupFormerZones(ctx, scope); err != nil {
+		return ctrl.Result{}, err
+	}
+	setPairs(mesh, scope, r.now())
+
+	requeue := r.resyncInterval()
+	if scope.pendingCount > 0 || len(scope.unreachable) > 0 || len(scope.applyErrors) > 0 {
+		requeue = meshSettleInterval
+	}
+	return ctrl.Result{RequeueAfter: requeue}, errors.Join(mapValues(scope.applyErrors)...)
+}
+
+// observeZones connects to every member zone and reads what it holds. A
+// zone that cannot be reached or read is recorded as unreachable: nothing
+// is applied or pruned there.
+func (r *FederationMeshReconciler) observeZones(ctx context.Context, scope *meshScope) {
+	scope.connected = map[string]*zones.Zone{}
+	scope.live = map[string]*apply.Live{}
+	scope.unreachable = map[string]string{}
+	for name, zone := range scope.members {
+		if zone == nil {
+			continue
+		}
+		connected, err := r.Zones.Connect(ctx, zone)
+		if err != nil {
+			scope.unreachable[name] = err.Error()
+			continue
+		}
+		live, err := apply.Observe(ctx, connected.Client, scope.mesh.Name)
+		if err != nil {
+			scope.unreachable[name] = err.Error()
+			continue
+		}
+		scope.connected[name] = connected
+		scope.live[name] = live
+	}
+}
+
+// planInput turns the scope into the planner's input.
+func planInput(scope *meshScope) plan.Input {
+	in := plan.Input{
+		Mesh:       scope.mesh.Name,
+		Topology:   scope.mesh.Spec.Topology,
+		Identities: scope.mesh.Spec.Identities,
+		Observed:   map[string]plan.Observed{},
+	}
+	for name, zone := range scope.members {
+		if zone == nil {
+			continue
+		}
+		member := plan.Zone{
+			Name:              name,
+			TrustDomain:       zone.Spec.TrustDomain,
+			ClassName:         zone.SpireClassName(),
+			BundleEndpointURL: zone.Spec.BundleEndpoint.URL,
+			Profile:           string(zone.Spec.BundleEndpoint.Profile),
+			EndpointSPIFFEID:  zone.BundleEndpointSPIFFEID(),
+		}
+		if zone.Status.Bundle != nil {
+			member.Bundle = zone.Status.Bundle.SPIFFEBundle
+		}
+		in.Zones = append(in.Zones, member)
+		if live := scope.live[name]; live != nil {
+			in.Observed[name] = plan.Observed{PeersWithBundle: live.PeersWithBundle(scope.mesh.Name)}
+		}
+	}
+	return in
+}
+
+// applyPlan applies each reachable zone's plan. A failure in one zone does
+// not stop the others.
+func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshScope) {
+	scope.applied = map[string]apply.Result{}
+	scope.applyErrors = map[string]error{}
+	for name, connected := range scope.connected {
+		zonePlan := scope.plan.Zones[name]
+		result, err := r.Applier.Apply(ctx, connected.Client, scope.mesh.Name, scope.live[name], zonePlan)
+		metrics.ZoneWrites.WithLabelValues(name).Add(float64(result.Writes + result.Deletes))
+		scope.applied[name] = result
+		if err != nil {
+			scope.applyErrors[name] = fmt.Errorf("applying mesh %s in zone %s: %w", scope.mesh.Name, name, err)
+			continue
+		}
+		addAppliedZone(scope.mesh, name)
+		for _, id := range zonePlan.SPIFFEIDs {
+			if len(id.Spec.FederatesWith) < len(zonePlan.FederatedTrustDomains) {
+				scope.pendingCount++ // federatesWith waits for bundles in the zone
+			}
+		}
+	}
+}
+
+// cleanupFormerZones removes what the mesh owns in zones that left it. A
+// zone that cannot be reached stays in AppliedZones for a later attempt; a
+// zone whose ZoneTrustDomain is gone cannot be reached any more and is
+// dropped.
+func (r *FederationMeshReconciler) cleanupFormerZones(ctx context.Context, scope *meshScope) error {
+	for _, name := range slices.Clone(scope.mesh.Status.AppliedZones) {
+		if _, member := scope.members[name]; member && scope.members[name] != nil {
+			continue
+		}
+		done, err := r.cleanupZone(ctx, scope.mesh, name)
+		if err != nil {
+			return err
+		}
+		if done {
+			removeAppliedZone(scope.mesh, name)
+		}
+	}
+	return nil
+}
+
+// cleanupZone deletes what mesh owns in a zone, in offboarding order. It
+// says whether the zone is clean (or gone).
+func (r *FederationMeshReconciler) cleanupZone(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, name string) (bool, error) {
+	zone := &spirefedv1alpha1.ZoneTrustDomain{}
+	if err := r.Get(ctx, types.NamespacedName{Name: name}, zone); err != nil {
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("reading zone %s: %w", name, err)
+	}
+	connected, err := r.Zones.Connect(ctx, zone)
+	if err != nil {
+		return false, nil
+	}
+	live, err := apply.Observe(ctx, connected.Client, mesh.Name)
+	if err != nil {
+		return false, nil
+	}
+	result, err := r.Applier.Apply(ctx, connected.Client, mesh.Name, live, &plan.ZonePlan{Zone: name})
+	metrics.ZoneWrites.WithLabelValues(name).Add(float64(result.Writes + result.Deletes))
+	if err != nil {
+		return false, fmt.Errorf("removing mesh %s from zone %s: %w", mesh.Name, name, err)
+	}
+	return true, nil
+}
+
+// reconcileDelete removes what the mesh owns in every zone it wrote to,
+// then lets the mesh go. Unreachable zones keep the finalizer, and are
+// named in Ready's message.
+func (r *FederationMeshReconciler) reconcileDelete(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(mesh, spirefedv1alpha1.MeshFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	before := mesh.DeepCopy()
+	var remaining []string
+	for _, name := range mesh.Status.AppliedZones {
+		done, err := r.cleanupZone(ctx, mesh, name)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if !done {
+			remaining = append(remaining, name)
+		}
+	}
+	if len(remaining) > 0 {
+		mesh.Status.AppliedZones = remaining
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonDeleting,
+			fmt.Sprintf("Waiting to remove the mesh's objects from unreachable zones: %v", remaining))
+		if err := r.writeStatus(ctx, before, mesh); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{RequeueAfter: meshSettleInterval}, nil
+	}
+	controllerutil.RemoveFinalizer(mesh, spirefedv1alpha1.MeshFinalizer)
+	if err := r.Update(ctx, mesh); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	metrics.ForgetMesh(mesh.Name)
 	return ctrl.Result{}, nil
 }
 
@@ -115,83 +340,8 @@ func (r *FederationMeshReconciler) resolveMembers(ctx context.Context, mesh *spi
 	return members, nil
 }
 
-// setMeshMembers fills the mesh's member list, counts and conditions from
-// the resolved members.
-func setMeshMembers(mesh *spirefedv1alpha1.FederationMesh, members map[string]*spirefedv1alpha1.ZoneTrustDomain) {
-	names := make([]string, 0, len(members))
-	for name := range members {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-
-	var missing, notReady []string
-	mesh.Status.Zones = make([]spirefedv1alpha1.MemberZone, 0, len(names))
-	mesh.Status.ReadyZones = 0
-	for _, name := range names {
-		member := spirefedv1alpha1.MemberZone{Name: name, Ready: metav1.ConditionUnknown}
-		zone := members[name]
-		switch {
-		case zone == nil:
-			missing = append(missing, name)
-		default:
-			member.TrustDomain = zone.Spec.TrustDomain
-			if ready := meta.FindStatusCondition(zone.Status.Conditions, spirefedv1alpha1.ReadyCondition); ready != nil {
-				member.Ready = ready.Status
-			}
-			if member.Ready == metav1.ConditionTrue {
-				mesh.Status.ReadyZones++
-			} else {
-				notReady = append(notReady, name)
-			}
-		}
-		mesh.Status.Zones = append(mesh.Status.Zones, member)
-	}
-	mesh.Status.TotalZones = int32(len(names))
-
-	reason, message := resolveProblem(mesh, members, missing)
-	if reason != "" {
-		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ZonesResolvedCondition, metav1.ConditionFalse, reason, message)
-		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse, reason, message)
-		return
-	}
-	setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ZonesResolvedCondition, metav1.ConditionTrue,
-		spirefedv1alpha1.ReasonResolved, fmt.Sprintf("All %d member zones exist", len(names)))
-	if len(notReady) > 0 {
-		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse,
-			spirefedv1alpha1.ReasonZonesNotReady, fmt.Sprintf("%d of %d zones are Ready; not Ready: %s", mesh.Status.ReadyZones, len(names), strings.Join(notReady, ", ")))
-		return
-	}
-	setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue,
-		spirefedv1alpha1.ReasonSucceeded, fmt.Sprintf("All %d member zones are Ready", len(names)))
-}
-
-// resolveProblem returns why the members do not fit the spec, or "" when
-// they do: a named zone is missing, or the topology names a non-member
-// (possible with a label selector, which admission cannot check).
-func resolveProblem(mesh *spirefedv1alpha1.FederationMesh, members map[string]*spirefedv1alpha1.ZoneTrustDomain, missing []string) (string, string) {
-	if len(missing) > 0 {
-		return spirefedv1alpha1.ReasonZoneNotFound, fmt.Sprintf("ZoneTrustDomains %s do not exist", strings.Join(missing, ", "))
-	}
-	topology := mesh.Spec.Topology
-	if topology.Type == spirefedv1alpha1.TopologyHubAndSpoke {
-		if _, ok := members[topology.Hub]; !ok {
-			return spirefedv1alpha1.ReasonHubNotMember, fmt.Sprintf("The hub %q is not a member zone", topology.Hub)
-		}
-	}
-	for _, link := range topology.Links {
-		for _, end := range []string{link.From, link.To} {
-			if _, ok := members[end]; !ok {
-				return spirefedv1alpha1.ReasonLinkNotMember, fmt.Sprintf("Link %s -> %s names %q, which is not a member zone", link.From, link.To, end)
-			}
-		}
-	}
-	if len(members) == 0 {
-		return spirefedv1alpha1.ReasonZoneNotFound, "No ZoneTrustDomain matches zones.selector"
-	}
-	return "", ""
-}
-
 func (r *FederationMeshReconciler) writeStatus(ctx context.Context, before, mesh *spirefedv1alpha1.FederationMesh) error {
+	recordMeshMetrics(mesh)
 	if equality.Semantic.DeepEqual(before.Status, mesh.Status) {
 		return nil
 	}
@@ -203,4 +353,44 @@ func (r *FederationMeshReconciler) writeStatus(ctx context.Context, before, mesh
 	}
 	recordConditionEvents(r.EventRecorder, mesh, before.Status.Conditions, mesh.Status.Conditions)
 	return nil
+}
+
+func recordMeshMetrics(mesh *spirefedv1alpha1.FederationMesh) {
+	for _, state := range []spirefedv1alpha1.PairState{spirefedv1alpha1.PairConverged, spirefedv1alpha1.PairPending, spirefedv1alpha1.PairStale,
+		spirefedv1alpha1.PairConflict, spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.PairGated} {
+		metrics.MeshPairs.WithLabelValues(mesh.Name, string(state)).Set(float64(mesh.Status.PairTotals[state]))
+	}
+}
+
+func (r *FederationMeshReconciler) resyncInterval() time.Duration {
+	if r.ResyncInterval > 0 {
+		return r.ResyncInterval
+	}
+	return DefaultMeshResyncInterval
+}
+
+func (r *FederationMeshReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func addAppliedZone(mesh *spirefedv1alpha1.FederationMesh, name string) {
+	if !slices.Contains(mesh.Status.AppliedZones, name) {
+		mesh.Status.AppliedZones = append(mesh.Status.AppliedZones, name)
+		slices.Sort(mesh.Status.AppliedZones)
+	}
+}
+
+func removeAppliedZone(mesh *spirefedv1alpha1.FederationMesh, name string) {
+	mesh.Status.AppliedZones = slices.DeleteFunc(mesh.Status.AppliedZones, func(n string) bool { return n == name })
+}
+
+func mapValues(errs map[string]error) []error {
+	out := make([]error, 0, len(errs))
+	for _, err := range errs {
+		out = append(out, err)
+	}
+	return out
 }

@@ -40,8 +40,12 @@ func TestFederationMeshMembers(t *testing.T) {
 		t.Errorf("zones in status = %+v", got.Status.Zones)
 	}
 
-	// Same cluster and trust domain material, another zone object.
-	later := newZoneAt("mesh-later", "beta.example", testenv.KubeconfigSecretName("beta"), endpoint.server.URL)
+	// Another trust domain in the same cluster: its own endpoint, bootstrap
+	// ConfigMap in its own namespace.
+	laterEndpoint := startZoneEndpoint(t, "later.example")
+	writeBundleConfigMapIn(t, beta, "spire-later", laterEndpoint.bootstrapPEM())
+	later := newZoneAt("mesh-later", "later.example", testenv.KubeconfigSecretName("beta"), laterEndpoint.server.URL)
+	later.Spec.Spire.Namespace = "spire-later"
 	createZone(t, later)
 	got = waitForMeshCondition(t, "trading", spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "All 2 member zones are Ready")
 	if got.Status.ReadyZones != 2 || got.Status.ObservedGeneration != got.Generation {

@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
@@ -32,6 +33,8 @@ import (
 var (
 	env     *testenv.Env
 	testCtx context.Context
+	// applier counts the writes the operator makes in zones.
+	applier = &apply.Applier{}
 )
 
 // zoneNames of the suite's zone clusters.
@@ -117,8 +120,11 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		return nil, err
 	}
 	if err := (&FederationMeshReconciler{
-		Client:        mgr.GetClient(),
-		EventRecorder: mgr.GetEventRecorder("spire-federation-operator"),
+		Client:         mgr.GetClient(),
+		Zones:          registry,
+		Applier:        applier,
+		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
+		ResyncInterval: 5 * time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -189,13 +195,19 @@ func newZoneAt(name, trustDomain, secretName, url string) *spirefedv1alpha1.Zone
 // writeBundleConfigMap writes the spire-bundle ConfigMap of a zone cluster.
 func writeBundleConfigMap(t *testing.T, zoneCluster *testenv.Cluster, data string) {
 	t.Helper()
-	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "spire-server"}}
+	writeBundleConfigMapIn(t, zoneCluster, "spire-server", data)
+}
+
+// writeBundleConfigMapIn writes the spire-bundle ConfigMap in a namespace.
+func writeBundleConfigMapIn(t *testing.T, zoneCluster *testenv.Cluster, namespaceName, data string) {
+	t.Helper()
+	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespaceName}}
 	if err := zoneCluster.Client.Create(testCtx, namespace); client.IgnoreAlreadyExists(err) != nil {
 		t.Fatal(err)
 	}
 	configMap := &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: "spire-server", Name: "spire-bundle"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespaceName, Name: "spire-bundle"},
 		Data:       map[string]string{"bundle.crt": data},
 	}
 	if err := zoneCluster.Client.Patch(testCtx, configMap, client.Apply, client.FieldOwner("test"), client.ForceOwnership); err != nil {

@@ -93,11 +93,24 @@ const (
 	ReasonHubNotMember = "HubNotMember"
 	// ReasonLinkNotMember: an explicit link names a zone that is not a member.
 	ReasonLinkNotMember = "LinkNotMember"
+	// ReasonDuplicateTrustDomain: two member zones have the same trust domain.
+	ReasonDuplicateTrustDomain = "DuplicateTrustDomain"
 	// ReasonZonesNotReady: at least one member zone is not Ready.
 	ReasonZonesNotReady = "ZonesNotReady"
 	// ReasonPairsNotEstablished: at least one directed pair is not written
 	// and current in its trusting zone.
 	ReasonPairsNotEstablished = "PairsNotEstablished"
+	// ReasonDeleting: the mesh is being deleted.
+	ReasonDeleting = "Deleting"
+	// ReasonPeerBundleUnknown: the trusted zone's bundle is not known yet.
+	ReasonPeerBundleUnknown = "PeerBundleUnknown"
+	// ReasonPeerBundleNotRefreshed: the trusted zone's bundle endpoint is
+	// failing; the trusting zone keeps the last good bundle.
+	ReasonPeerBundleNotRefreshed = "PeerBundleNotRefreshed"
+	// ReasonConflict: an object the operator does not own is in the way.
+	ReasonConflict = "Conflict"
+	// ReasonApplyFailed: writing to the trusting zone failed.
+	ReasonApplyFailed = "ApplyFailed"
 	// ReasonSpireNotObserved: pairs are written and current, but the
 	// operator cannot see what the zones' SPIRE servers hold.
 	ReasonSpireNotObserved = "SpireNotObserved"

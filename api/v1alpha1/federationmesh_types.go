@@ -229,6 +229,12 @@ type FederationMeshStatus struct {
 	// PairTotals counts the pairs by state.
 	// +optional
 	PairTotals map[PairState]int32 `json:"pairTotals,omitempty"`
+
+	// AppliedZones are the zones where the mesh may own objects: where it
+	// wrote, and where it must clean up when a zone leaves the mesh.
+	// +listType=set
+	// +optional
+	AppliedZones []string `json:"appliedZones,omitempty"`
 }
 
 // PairState is the state of one directed trust relationship.

@@ -25,10 +25,28 @@ var (
 		Name: "spirefed_zone_x509_authority_earliest_expiry_seconds",
 		Help: "Unix time at which the first of the zone's X.509 authorities expires.",
 	}, []string{"zone"})
+
+
+	// MeshPairs counts a mesh's directed pairs by state.
+	MeshPairs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spirefed_mesh_pairs",
+		Help: "Number of directed trust pairs of a FederationMesh, by state.",
+	}, []string{"mesh", "state"})
+
+	// ZoneWrites counts the writes (applies and deletes) made in zone clusters.
+	ZoneWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spirefed_zone_writes_total",
+		Help: "Writes (server-side applies and deletes) the operator made in a zone's cluster.",
+	}, []string{"zone"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry)
+	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry, MeshPairs, ZoneWrites)
+}
+
+// ForgetMesh drops every series of a deleted mesh.
+func ForgetMesh(mesh string) {
+	MeshPairs.DeletePartialMatch(prometheus.Labels{"mesh": mesh})
 }
 
 // ForgetZone drops every series of a deleted zone.

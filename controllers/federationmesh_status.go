@@ -1,0 +1,227 @@
+package controllers
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/plan"
+)
+
+// setMeshMembers fills the mesh's member list, counts and conditions from
+// the resolved members.
+func setMeshMembers(mesh *spirefedv1alpha1.FederationMesh, members map[string]*spirefedv1alpha1.ZoneTrustDomain) {
+	names := make([]string, 0, len(members))
+	for name := range members {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+
+	var missing, notReady []string
+	mesh.Status.Zones = make([]spirefedv1alpha1.MemberZone, 0, len(names))
+	mesh.Status.ReadyZones = 0
+	for _, name := range names {
+		member := spirefedv1alpha1.MemberZone{Name: name, Ready: metav1.ConditionUnknown}
+		zone := members[name]
+		switch {
+		case zone == nil:
+			missing = append(missing, name)
+		default:
+			member.TrustDomain = zone.Spec.TrustDomain
+			if ready := meta.FindStatusCondition(zone.Status.Conditions, spirefedv1alpha1.ReadyCondition); ready != nil {
+				member.Ready = ready.Status
+			}
+			if member.Ready == metav1.ConditionTrue {
+				mesh.Status.ReadyZones++
+			} else {
+				notReady = append(notReady, name)
+			}
+		}
+		mesh.Status.Zones = append(mesh.Status.Zones, member)
+	}
+	mesh.Status.TotalZones = int32(len(names))
+
+	reason, message := resolveProblem(mesh, members, missing)
+	if reason != "" {
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ZonesResolvedCondition, metav1.ConditionFalse, reason, message)
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse, reason, message)
+		return
+	}
+	setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ZonesResolvedCondition, metav1.ConditionTrue,
+		spirefedv1alpha1.ReasonResolved, fmt.Sprintf("All %d member zones exist", len(names)))
+	if len(notReady) > 0 {
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse,
+			spirefedv1alpha1.ReasonZonesNotReady, fmt.Sprintf("%d of %d zones are Ready; not Ready: %s", mesh.Status.ReadyZones, len(names), strings.Join(notReady, ", ")))
+		return
+	}
+	setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue,
+		spirefedv1alpha1.ReasonSucceeded, fmt.Sprintf("All %d member zones are Ready", len(names)))
+}
+
+// resolveProblem returns why the members do not fit the spec, or "" when
+// they do: a named zone is missing, or the topology names a non-member
+// (possible with a label selector, which admission cannot check).
+func resolveProblem(mesh *spirefedv1alpha1.FederationMesh, members map[string]*spirefedv1alpha1.ZoneTrustDomain, missing []string) (string, string) {
+	if len(missing) > 0 {
+		return spirefedv1alpha1.ReasonZoneNotFound, fmt.Sprintf("ZoneTrustDomains %s do not exist", strings.Join(missing, ", "))
+	}
+	byTrustDomain := map[string]string{}
+	for _, name := range sortedKeys(members) {
+		trustDomain := members[name].Spec.TrustDomain
+		if other, ok := byTrustDomain[trustDomain]; ok {
+			return spirefedv1alpha1.ReasonDuplicateTrustDomain, fmt.Sprintf("Zones %s and %s both have trust domain %s", other, name, trustDomain)
+		}
+		byTrustDomain[trustDomain] = name
+	}
+	topology := mesh.Spec.Topology
+	if topology.Type == spirefedv1alpha1.TopologyHubAndSpoke {
+		if _, ok := members[topology.Hub]; !ok {
+			return spirefedv1alpha1.ReasonHubNotMember, fmt.Sprintf("The hub %q is not a member zone", topology.Hub)
+		}
+	}
+	for _, link := range topology.Links {
+		for _, end := range []string{link.From, link.To} {
+			if _, ok := members[end]; !ok {
+				return spirefedv1alpha1.ReasonLinkNotMember, fmt.Sprintf("Link %s -> %s names %q, which is not a member zone", link.From, link.To, end)
+			}
+		}
+	}
+	if len(members) == 0 {
+		return spirefedv1alpha1.ReasonZoneNotFound, "No ZoneTrustDomain matches zones.selector"
+	}
+	return "", ""
+}
+
+// setPairs reports every directed pair the topology demands, counts them
+// by state, and derives Ready and Converged. A pair is established when its
+// ClusterFederatedTrustDomain is written and current in the trusting zone;
+// it is Converged only when the trusting zone's SPIRE server was seen
+// holding the peer's current authorities, which needs SPIRE access.
+func setPairs(mesh *spirefedv1alpha1.FederationMesh, scope *meshScope, now time.Time) {
+	previous := map[plan.Link]spirefedv1alpha1.PairStatus{}
+	for _, pair := range mesh.Status.Pairs {
+		previous[plan.Link{From: pair.From, To: pair.To}] = pair
+	}
+	gated := map[plan.Link]bool{}
+	for _, link := range scope.plan.Gated {
+		gated[link] = true
+	}
+	mesh.Status.Pairs = make([]spirefedv1alpha1.PairStatus, 0, len(scope.plan.Links))
+	totals := map[spirefedv1alpha1.PairState]int32{}
+	for _, link := range scope.plan.Links {
+		pair := pairStatus(scope, link, gated[link])
+		if old, ok := previous[link]; ok && old.State == pair.State {
+			pair.LastTransitionTime = old.LastTransitionTime
+		} else {
+			pair.LastTransitionTime = metav1.NewTime(now)
+		}
+		totals[pair.State]++
+		mesh.Status.Pairs = append(mesh.Status.Pairs, pair)
+	}
+	mesh.Status.PairTotals = totals
+
+	if !meta.IsStatusConditionTrue(mesh.Status.Conditions, spirefedv1alpha1.ZonesResolvedCondition) {
+		resolved := meta.FindStatusCondition(mesh.Status.Conditions, spirefedv1alpha1.ZonesResolvedCondition)
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ConvergedCondition, metav1.ConditionFalse, resolved.Reason, resolved.Message)
+		return
+	}
+	total := int32(len(mesh.Status.Pairs))
+	established := totals[spirefedv1alpha1.PairConverged]
+	unobserved := int32(0)
+	for _, pair := range mesh.Status.Pairs {
+		if pair.State == spirefedv1alpha1.PairPending && pair.Reason == spirefedv1alpha1.ReasonSpireNotObserved {
+			unobserved++
+		}
+	}
+	established += unobserved
+	if established < total {
+		message := fmt.Sprintf("%d of %d pairs are established; %s", established, total, describeProblemPairs(mesh.Status.Pairs))
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ConvergedCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonPairsNotEstablished, message)
+		if meta.IsStatusConditionTrue(mesh.Status.Conditions, spirefedv1alpha1.ReadyCondition) {
+			setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonPairsNotEstablished, message)
+		}
+		return
+	}
+	if unobserved > 0 {
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ConvergedCondition, metav1.ConditionUnknown, spirefedv1alpha1.ReasonSpireNotObserved,
+			fmt.Sprintf("All %d pairs are written and current; %d of them cannot be checked in SPIRE (no SPIRE access configured)", total, unobserved))
+	} else {
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded,
+			fmt.Sprintf("All %d pairs are converged", total))
+	}
+	if meta.IsStatusConditionTrue(mesh.Status.Conditions, spirefedv1alpha1.ReadyCondition) {
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded,
+			fmt.Sprintf("All %d member zones are Ready and all %d pairs are established", mesh.Status.TotalZones, total))
+	}
+}
+
+// pairStatus says where one directed pair stands.
+func pairStatus(scope *meshScope, link plan.Link, gated bool) spirefedv1alpha1.PairStatus {
+	pair := spirefedv1alpha1.PairStatus{From: link.From, To: link.To}
+	peer := scope.members[link.To]
+	peerTrustDomain := peer.Spec.TrustDomain
+	set := func(state spirefedv1alpha1.PairState, reason, message string) spirefedv1alpha1.PairStatus {
+		pair.State, pair.Reason, pair.Message = state, reason, message
+		return pair
+	}
+	if why, ok := scope.unreachable[link.From]; ok {
+		return set(spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.ReasonUnreachable, fmt.Sprintf("Zone %s cannot be reached: %s", link.From, why))
+	}
+	if gated {
+		return set(spirefedv1alpha1.PairGated, spirefedv1alpha1.ReasonPeerBundleUnknown, fmt.Sprintf("The bundle of %s is not known yet; nothing is written", peerTrustDomain))
+	}
+	if message, ok := scope.applied[link.From].Conflicts[peerTrustDomain]; ok {
+		return set(spirefedv1alpha1.PairConflict, spirefedv1alpha1.ReasonConflict, message)
+	}
+	if err, failed := scope.applyErrors[link.From]; failed && !scope.applied[link.From].Current[peerTrustDomain] {
+		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonApplyFailed, err.Error())
+	}
+	if peer.Status.Bundle != nil {
+		pair.PeerSequence = peer.Status.Bundle.Sequence
+		for _, authority := range peer.Status.Bundle.X509Authorities {
+			pair.PeerX509Fingerprints = append(pair.PeerX509Fingerprints, authority.SHA256Fingerprint)
+		}
+	}
+	if fetched := meta.FindStatusCondition(peer.Status.Conditions, spirefedv1alpha1.BundleFetchedCondition); fetched == nil || fetched.Status != metav1.ConditionTrue {
+		reason := "not fetched yet"
+		if fetched != nil {
+			reason = fetched.Reason + ": " + fetched.Message
+		}
+		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonPeerBundleNotRefreshed,
+			fmt.Sprintf("%s holds the last good bundle of %s, which cannot be refreshed (%s)", link.From, peerTrustDomain, reason))
+	}
+	return set(spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonSpireNotObserved,
+		fmt.Sprintf("The ClusterFederatedTrustDomain for %s in %s is current; SPIRE is not observed", peerTrustDomain, link.From))
+}
+
+// describeProblemPairs names up to five pairs that are not established.
+func describeProblemPairs(pairs []spirefedv1alpha1.PairStatus) string {
+	var problems []string
+	for _, pair := range pairs {
+		if pair.State == spirefedv1alpha1.PairConverged || (pair.State == spirefedv1alpha1.PairPending && pair.Reason == spirefedv1alpha1.ReasonSpireNotObserved) {
+			continue
+		}
+		problems = append(problems, fmt.Sprintf("%s->%s %s (%s)", pair.From, pair.To, pair.State, pair.Reason))
+	}
+	more := ""
+	if len(problems) > 5 {
+		more = fmt.Sprintf(" and %d more", len(problems)-5)
+		problems = problems[:5]
+	}
+	slices.Sort(problems)
+	return strings.Join(problems, ", ") + more
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for key := range m {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	return keys
+}

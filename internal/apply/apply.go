@@ -1,0 +1,234 @@
+// Package apply writes a zone's planned objects into the zone's cluster
+// with server-side apply under one field manager, skips objects that are
+// already as planned, leaves objects it does not own alone, and deletes
+// only objects it owns that are no longer planned.
+package apply
+
+import (
+	"context"
+	"encoding/json"
+
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/spirefed/spire-federation-operator/internal/bundle"
+	"github.com/spirefed/spire-federation-operator/internal/plan"
+)
+
+// FieldManager is the one field manager of every write.
+const FieldManager = "spire-federation-operator"
+
+// Live is what one zone's cluster holds that concerns a mesh.
+type Live struct {
+	// FederatedTrustDomains are all ClusterFederatedTrustDomains of the
+	// cluster, owned or not (to detect conflicts).
+	FederatedTrustDomains []spirev1alpha1.ClusterFederatedTrustDomain
+	// SPIFFEIDs are the ClusterSPIFFEIDs the mesh owns in the cluster.
+	SPIFFEIDs []spirev1alpha1.ClusterSPIFFEID
+}
+
+// Observe lists what the zone's cluster holds for mesh. An error means the
+// state is unknown: the caller must then neither apply nor prune.
+func Observe(ctx context.Context, c client.Reader, mesh string) (*Live, error) {
+	var federated spirev1alpha1.ClusterFederatedTrustDomainList
+	if err := c.List(ctx, &federated); err != nil {
+		return nil, fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
+	}
+	var ids spirev1alpha1.ClusterSPIFFEIDList
+	if err := c.List(ctx, &ids, client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh}); err != nil {
+		return nil, fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
+	}
+	return &Live{FederatedTrustDomains: federated.Items, SPIFFEIDs: ids.Items}, nil
+}
+
+// OwnedBy says whether an object carries the mesh's ownership labels.
+func OwnedBy(labels map[string]string, mesh string) bool {
+	return labels[plan.LabelManagedBy] == plan.ManagedBy && labels[plan.LabelMesh] == mesh
+}
+
+// PeersWithBundle lists the trust domains for which the mesh owns a
+// ClusterFederatedTrustDomain that carries a bundle: the planner's
+// evidence, without SPIRE access, that the zone's SPIRE holds the bundle.
+func (l *Live) PeersWithBundle(mesh string) map[string]bool {
+	peers := map[string]bool{}
+	for _, cftd := range l.FederatedTrustDomains {
+		if OwnedBy(cftd.Labels, mesh) && cftd.Spec.TrustDomainBundle != "" {
+			peers[cftd.Spec.TrustDomain] = true
+		}
+	}
+	return peers
+}
+
+// Result of applying one zone's plan.
+type Result struct {
+	// Conflicts by peer trust domain: a ClusterFederatedTrustDomain the
+	// mesh does not own already federates with it; nothing was written.
+	Conflicts map[string]string
+	// Current are the peer trust domains whose planned object is in place
+	// (unchanged or written now).
+	Current map[string]bool
+	// Writes and Deletes count the API calls made.
+	Writes, Deletes int
+}
+
+// Applier applies zone plans.
+type Applier struct {
+	writes atomic.Int64
+}
+
+// Writes counts every write and delete the applier made, for tests and
+// benchmarks.
+func (a *Applier) Writes() int64 { return a.writes.Load() }
+
+// Apply makes the zone's cluster hold zonePlan for mesh. The order is the
+// offboarding order: ClusterSPIFFEIDs first (so a departing peer leaves
+// federatesWith), then ClusterFederatedTrustDomains, then deletions of
+// ClusterSPIFFEIDs and finally of ClusterFederatedTrustDomains. It stops
+// at the first failed call.
+func (a *Applier) Apply(ctx context.Context, c client.Client, mesh string, live *Live, zonePlan *plan.ZonePlan) (Result, error) {
+	result := Result{Conflicts: map[string]string{}, Current: map[string]bool{}}
+
+	liveIDs := map[string]*spirev1alpha1.ClusterSPIFFEID{}
+	for i := range live.SPIFFEIDs {
+		liveIDs[live.SPIFFEIDs[i].Name] = &live.SPIFFEIDs[i]
+	}
+	for _, desired := range zonePlan.SPIFFEIDs {
+		current := liveIDs[desired.Name]
+		if current != nil && equality.Semantic.DeepEqual(current.Spec, desired.Spec) && hasLabels(current.Labels, desired.Labels) {
+			continue
+		}
+		if err := a.apply(ctx, c, desired, &result); err != nil {
+			return result, err
+		}
+	}
+
+	liveFederated := map[string]*spirev1alpha1.ClusterFederatedTrustDomain{}
+	for i := range live.FederatedTrustDomains {
+		liveFederated[live.FederatedTrustDomains[i].Name] = &live.FederatedTrustDomains[i]
+	}
+	for _, desired := range zonePlan.FederatedTrustDomains {
+		peer := desired.Spec.TrustDomain
+		if message := conflict(live, mesh, desired); message != "" {
+			result.Conflicts[peer] = message
+			continue
+		}
+		current := liveFederated[desired.Name]
+		if current != nil && sameFederation(current, desired) && hasLabels(current.Labels, desired.Labels) {
+			result.Current[peer] = true
+			continue
+		}
+		if err := a.apply(ctx, c, desired, &result); err != nil {
+			return result, err
+		}
+		result.Current[peer] = true
+	}
+
+	for i := range live.SPIFFEIDs {
+		id := &live.SPIFFEIDs[i]
+		if OwnedBy(id.Labels, mesh) && !slices.ContainsFunc(zonePlan.SPIFFEIDs, func(d *spirev1alpha1.ClusterSPIFFEID) bool { return d.Name == id.Name }) {
+			if err := a.delete(ctx, c, id, &result); err != nil {
+				return result, err
+			}
+		}
+	}
+	for i := range live.FederatedTrustDomains {
+		cftd := &live.FederatedTrustDomains[i]
+		if OwnedBy(cftd.Labels, mesh) && !slices.ContainsFunc(zonePlan.FederatedTrustDomains, func(d *spirev1alpha1.ClusterFederatedTrustDomain) bool { return d.Name == cftd.Name }) {
+			if err := a.delete(ctx, c, cftd, &result); err != nil {
+				return result, err
+			}
+		}
+	}
+	return result, nil
+}
+
+// conflict explains why the mesh must not write desired: another object
+// federates with the same trust domain, or holds the name.
+func conflict(live *Live, mesh string, desired *spirev1alpha1.ClusterFederatedTrustDomain) string {
+	for _, cftd := range live.FederatedTrustDomains {
+		if OwnedBy(cftd.Labels, mesh) {
+			continue
+		}
+		switch {
+		case cftd.Spec.TrustDomain == desired.Spec.TrustDomain:
+			return fmt.Sprintf("ClusterFederatedTrustDomain %s, which the mesh does not own, already federates with %s; it is left untouched", cftd.Name, desired.Spec.TrustDomain)
+		case cftd.Name == desired.Name:
+			return fmt.Sprintf("ClusterFederatedTrustDomain %s exists and the mesh does not own it; it is left untouched", cftd.Name)
+		}
+	}
+	return ""
+}
+
+// sameFederation compares two ClusterFederatedTrustDomains field by field,
+// and their bundles by content: JSON key order and whitespace do not count.
+func sameFederation(current, desired *spirev1alpha1.ClusterFederatedTrustDomain) bool {
+	a, b := current.Spec, desired.Spec
+	if a.TrustDomain != b.TrustDomain || a.BundleEndpointURL != b.BundleEndpointURL || a.BundleEndpointProfile != b.BundleEndpointProfile || a.ClassName != b.ClassName {
+		return false
+	}
+	if a.TrustDomainBundle == b.TrustDomainBundle {
+		return true
+	}
+	return sameBundle(b.TrustDomain, a.TrustDomainBundle, b.TrustDomainBundle)
+}
+
+func sameBundle(trustDomain, a, b string) bool {
+	td, err := spiffeid.TrustDomainFromString(trustDomain)
+	if err != nil {
+		return false
+	}
+	first, err := spiffebundle.Parse(td, []byte(a))
+	if err != nil {
+		return false
+	}
+	second, err := spiffebundle.Parse(td, []byte(b))
+	if err != nil {
+		return false
+	}
+	firstCanonical, err1 := bundle.Canonical(first)
+	secondCanonical, err2 := bundle.Canonical(second)
+	return err1 == nil && err2 == nil && string(firstCanonical) == string(secondCanonical)
+}
+
+func hasLabels(current, desired map[string]string) bool {
+	for key, value := range desired {
+		if current[key] != value {
+			return false
+		}
+	}
+	return true
+}
+
+// applyPatch is a server-side apply patch of a whole typed object.
+type applyPatch struct{}
+
+func (applyPatch) Type() types.PatchType { return types.ApplyPatchType }
+
+func (applyPatch) Data(obj client.Object) ([]byte, error) { return json.Marshal(obj) }
+
+func (a *Applier) apply(ctx context.Context, c client.Client, obj client.Object, result *Result) error {
+	a.writes.Add(1)
+	result.Writes++
+	if err := c.Patch(ctx, obj, applyPatch{}, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying %T %s: %w", obj, obj.GetName(), err)
+	}
+	return nil
+}
+
+func (a *Applier) delete(ctx context.Context, c client.Client, obj client.Object, result *Result) error {
+	a.writes.Add(1)
+	result.Deletes++
+	if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
+	}
+	return nil
+}

@@ -1,0 +1,234 @@
+// Package plan computes, without side effects, what a FederationMesh wants
+// in each member zone's cluster: one ClusterFederatedTrustDomain per peer
+// the zone trusts, and one ClusterSPIFFEID per identity whose federatesWith
+// lists only the peers whose bundle the zone already holds.
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+
+	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+)
+
+// Labels on every object the operator writes in a zone.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "spire-federation-operator"
+	LabelMesh      = "spirefed.io/mesh"
+	LabelZone      = "spirefed.io/zone"
+	LabelPeer      = "spirefed.io/peer"
+)
+
+// Zone is a member zone as the planner needs it.
+type Zone struct {
+	// Name of the ZoneTrustDomain.
+	Name              string
+	TrustDomain       string
+	ClassName         string
+	BundleEndpointURL string
+	// Profile is https_spiffe or https_web.
+	Profile          string
+	EndpointSPIFFEID string
+	// Bundle is the zone's latest validated bundle, canonical SPIFFE JSON;
+	// empty while unknown.
+	Bundle string
+}
+
+// Observed is what the operator saw in one zone's cluster.
+type Observed struct {
+	// PeersWithBundle are the trust domains whose bundle the zone's SPIRE
+	// is known to hold.
+	PeersWithBundle map[string]bool
+}
+
+// Input of the planner.
+type Input struct {
+	Mesh       string
+	Topology   spirefedv1alpha1.Topology
+	Identities []spirefedv1alpha1.IdentityTemplate
+	// Zones are the members found.
+	Zones []Zone
+	// Observed by zone name.
+	Observed map[string]Observed
+}
+
+// Link is a directed pair: zone From trusts zone To.
+type Link struct {
+	From string
+	To   string
+}
+
+// ZonePlan is what one zone's cluster should hold for the mesh.
+type ZonePlan struct {
+	Zone                  string
+	FederatedTrustDomains []*spirev1alpha1.ClusterFederatedTrustDomain
+	SPIFFEIDs             []*spirev1alpha1.ClusterSPIFFEID
+}
+
+// Plan is the planner's output.
+type Plan struct {
+	// Links the topology demands between members, sorted.
+	Links []Link
+	// Gated links: To's bundle is unknown, so nothing is written for them.
+	Gated []Link
+	// Zones by name; every member has one.
+	Zones map[string]*ZonePlan
+}
+
+// Compute plans a mesh. Its output depends only on its input, and not on
+// the order of Zones.
+func Compute(in Input) Plan {
+	byName := make(map[string]Zone, len(in.Zones))
+	names := make([]string, 0, len(in.Zones))
+	for _, zone := range in.Zones {
+		byName[zone.Name] = zone
+		names = append(names, zone.Name)
+	}
+	slices.Sort(names)
+
+	out := Plan{Links: Links(in.Topology, names), Zones: make(map[string]*ZonePlan, len(names))}
+	trusted := make(map[string][]string, len(names)) // zone -> peers it trusts, with a known bundle
+	for _, name := range names {
+		out.Zones[name] = &ZonePlan{Zone: name}
+	}
+	for _, link := range out.Links {
+		from, to := byName[link.From], byName[link.To]
+		if to.Bundle == "" {
+			out.Gated = append(out.Gated, link)
+			continue
+		}
+		zonePlan := out.Zones[link.From]
+		zonePlan.FederatedTrustDomains = append(zonePlan.FederatedTrustDomains, federatedTrustDomain(in.Mesh, from, to))
+		trusted[link.From] = append(trusted[link.From], link.To)
+	}
+	for _, name := range names {
+		zone := byName[name]
+		federatesWith := make([]string, 0, len(trusted[name]))
+		for _, peer := range trusted[name] {
+			peerTrustDomain := byName[peer].TrustDomain
+			if in.Observed[name].PeersWithBundle[peerTrustDomain] {
+				federatesWith = append(federatesWith, peerTrustDomain)
+			}
+		}
+		slices.Sort(federatesWith)
+		zonePlan := out.Zones[name]
+		for _, identity := range in.Identities {
+			zonePlan.SPIFFEIDs = append(zonePlan.SPIFFEIDs, clusterSPIFFEID(in.Mesh, zone, identity, federatesWith))
+		}
+		slices.SortFunc(zonePlan.FederatedTrustDomains, func(a, b *spirev1alpha1.ClusterFederatedTrustDomain) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(zonePlan.SPIFFEIDs, func(a, b *spirev1alpha1.ClusterSPIFFEID) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return out
+}
+
+// Links lists the directed pairs a topology demands among members (sorted
+// names); links naming a non-member are left out.
+func Links(topology spirefedv1alpha1.Topology, members []string) []Link {
+	isMember := make(map[string]bool, len(members))
+	for _, name := range members {
+		isMember[name] = true
+	}
+	var links []Link
+	switch topology.Type {
+	case spirefedv1alpha1.TopologyFullMesh:
+		links = make([]Link, 0, len(members)*(len(members)-1))
+		for _, from := range members {
+			for _, to := range members {
+				if from != to {
+					links = append(links, Link{From: from, To: to})
+				}
+			}
+		}
+	case spirefedv1alpha1.TopologyHubAndSpoke:
+		if !isMember[topology.Hub] {
+			return nil
+		}
+		for _, spoke := range members {
+			if spoke != topology.Hub {
+				links = append(links, Link{From: topology.Hub, To: spoke}, Link{From: spoke, To: topology.Hub})
+			}
+		}
+	case spirefedv1alpha1.TopologyExplicit:
+		for _, link := range topology.Links {
+			if isMember[link.From] && isMember[link.To] && link.From != link.To {
+				links = append(links, Link{From: link.From, To: link.To})
+			}
+		}
+	}
+	slices.SortFunc(links, func(a, b Link) int {
+		if c := strings.Compare(a.From, b.From); c != 0 {
+			return c
+		}
+		return strings.Compare(a.To, b.To)
+	})
+	return slices.Compact(links)
+}
+
+func labels(mesh, zone string) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedBy, LabelMesh: mesh, LabelZone: zone}
+}
+
+func federatedTrustDomain(mesh string, from, to Zone) *spirev1alpha1.ClusterFederatedTrustDomain {
+	objectLabels := labels(mesh, from.Name)
+	objectLabels[LabelPeer] = to.Name
+	profile := spirev1alpha1.BundleEndpointProfile{Type: spirev1alpha1.BundleEndpointProfileType(to.Profile)}
+	if to.Profile == string(spirefedv1alpha1.ProfileHTTPSSPIFFE) {
+		profile.EndpointSPIFFEID = to.EndpointSPIFFEID
+	}
+	return &spirev1alpha1.ClusterFederatedTrustDomain{
+		TypeMeta:   metav1.TypeMeta{APIVersion: spirev1alpha1.SchemeGroupVersion.String(), Kind: "ClusterFederatedTrustDomain"},
+		ObjectMeta: metav1.ObjectMeta{Name: FederatedTrustDomainName(to.TrustDomain), Labels: objectLabels},
+		Spec: spirev1alpha1.ClusterFederatedTrustDomainSpec{
+			TrustDomain:           to.TrustDomain,
+			BundleEndpointURL:     to.BundleEndpointURL,
+			BundleEndpointProfile: profile,
+			TrustDomainBundle:     to.Bundle,
+			ClassName:             from.ClassName,
+		},
+	}
+}
+
+func clusterSPIFFEID(mesh string, zone Zone, identity spirefedv1alpha1.IdentityTemplate, federatesWith []string) *spirev1alpha1.ClusterSPIFFEID {
+	spec := spirev1alpha1.ClusterSPIFFEIDSpec{
+		SPIFFEIDTemplate:          identity.SPIFFEIDTemplate,
+		PodSelector:               identity.PodSelector,
+		NamespaceSelector:         identity.NamespaceSelector,
+		WorkloadSelectorTemplates: identity.WorkloadSelectorTemplates,
+		DNSNameTemplates:          identity.DNSNameTemplates,
+		FederatesWith:             federatesWith,
+		ClassName:                 zone.ClassName,
+	}
+	if identity.TTL != nil {
+		spec.TTL = *identity.TTL
+	}
+	return &spirev1alpha1.ClusterSPIFFEID{
+		TypeMeta:   metav1.TypeMeta{APIVersion: spirev1alpha1.SchemeGroupVersion.String(), Kind: "ClusterSPIFFEID"},
+		ObjectMeta: metav1.ObjectMeta{Name: SPIFFEIDName(mesh, identity.Name), Labels: labels(mesh, zone.Name)},
+		Spec:       spec,
+	}
+}
+
+// FederatedTrustDomainName is the stable name of the
+// ClusterFederatedTrustDomain for a peer trust domain: "spirefed.<td>", or,
+// for a trust domain that does not make a valid name (an underscore, a
+// label ending in '-'), "spirefed-<hash of td>".
+func FederatedTrustDomainName(trustDomain string) string {
+	name := "spirefed." + trustDomain
+	if len(validation.IsDNS1123Subdomain(name)) == 0 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(trustDomain))
+	return "spirefed-" + hex.EncodeToString(sum[:8])
+}
+
+// SPIFFEIDName is the name of the ClusterSPIFFEID of a mesh's identity.
+func SPIFFEIDName(mesh, identity string) string {
+	return "spirefed." + mesh + "." + identity
+}
