@@ -25,6 +25,7 @@ import (
 	"github.com/spirefed/spire-federation-operator/controllers"
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
+	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
 
@@ -104,22 +105,27 @@ func run(ctx context.Context, opts options) error {
 	if err := mgr.Add(zoneRegistry); err != nil {
 		return fmt.Errorf("adding zone registry: %w", err)
 	}
+	applier := &apply.Applier{}
 	if err := (&controllers.ZoneTrustDomainReconciler{
 		Client:         mgr.GetClient(),
 		Zones:          zoneRegistry,
 		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
 		ResyncInterval: opts.zoneResyncInterval,
+		Applier:        applier,
 		Fetcher:        bundle.Fetcher{Timeout: opts.fetchTimeout},
 		FetchSchedule:  controllers.FetchSchedule{MinInterval: opts.minFetchInterval},
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up ZoneTrustDomain controller: %w", err)
 	}
+	spireServers := &spireaccess.Access{}
+	defer spireServers.Close()
 	if err := (&controllers.FederationMeshReconciler{
 		Client:         mgr.GetClient(),
 		Zones:          zoneRegistry,
-		Applier:        &apply.Applier{},
+		Applier:        applier,
 		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
 		ResyncInterval: opts.meshResyncInterval,
+		Spire:          spireServers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up FederationMesh controller: %w", err)
 	}

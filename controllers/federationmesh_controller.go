@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -24,6 +26,7 @@ import (
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/metrics"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
+	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
 
@@ -47,8 +50,28 @@ type FederationMeshReconciler struct {
 	EventRecorder events.EventRecorder
 	// ResyncInterval; DefaultMeshResyncInterval if zero.
 	ResyncInterval time.Duration
+	// Spire reaches the SPIRE servers of zones that configure
+	// spire.serverAccess; nil ignores that setting.
+	Spire *spireaccess.Access
+	// SpireRefreshInterval is the least time between two refresh requests
+	// for the same pair; DefaultSpireRefreshInterval if zero.
+	SpireRefreshInterval time.Duration
 	// Now returns the time; time.Now if nil.
 	Now func() time.Time
+
+	refreshMu   sync.Mutex
+	lastRefresh map[refreshKey]time.Time
+	refreshes   atomic.Int64
+}
+
+// DefaultSpireRefreshInterval is the least time between two requests to a
+// SPIRE server to refresh the same peer's bundle.
+const DefaultSpireRefreshInterval = 5 * time.Second
+
+// refreshKey names a pair in one mesh: zone From's SPIRE refreshing the
+// bundle of trust domain peer.
+type refreshKey struct {
+	mesh, from, peer string
 }
 
 // +kubebuilder:rbac:groups=spirefed.io,resources=federationmeshes,verbs=get;list;watch;update;patch
@@ -92,6 +115,11 @@ type meshScope struct {
 	live      map[string]*apply.Live
 	// unreachable members, with why.
 	unreachable map[string]string
+	// spireServers of the connected zones that configure server access, the
+	// federated bundles each holds, and why a server could not be read.
+	spireServers map[string]spireaccess.Server
+	spireHeld    map[string]map[string]spireaccess.HeldBundle
+	spireErrors  map[string]string
 	// plan and the outcome of applying it.
 	plan         plan.Plan
 	applied      map[string]apply.Result
@@ -134,13 +162,14 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	r.observeZones(ctx, scope)
 	scope.plan = plan.Compute(planInput(scope))
 	r.applyPlan(ctx, scope)
+	r.refreshSpire(ctx, scope)
 	if err := r.cleanupFormerZones(ctx, scope); err != nil {
 		return ctrl.Result{}, err
 	}
 	setPairs(mesh, scope, r.now())
 
 	requeue := r.resyncInterval()
-	if scope.pendingCount > 0 || len(scope.unreachable) > 0 || len(scope.applyErrors) > 0 {
+	if scope.pendingCount > 0 || len(scope.unreachable) > 0 || len(scope.applyErrors) > 0 || pairsSettling(mesh) {
 		requeue = meshSettleInterval
 	}
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(mapValues(scope.applyErrors)...)
@@ -153,6 +182,9 @@ func (r *FederationMeshReconciler) observeZones(ctx context.Context, scope *mesh
 	scope.connected = map[string]*zones.Zone{}
 	scope.live = map[string]*apply.Live{}
 	scope.unreachable = map[string]string{}
+	scope.spireServers = map[string]spireaccess.Server{}
+	scope.spireHeld = map[string]map[string]spireaccess.HeldBundle{}
+	scope.spireErrors = map[string]string{}
 	for name, zone := range scope.members {
 		if zone == nil {
 			continue
@@ -162,14 +194,37 @@ func (r *FederationMeshReconciler) observeZones(ctx context.Context, scope *mesh
 			scope.unreachable[name] = err.Error()
 			continue
 		}
-		live, err := apply.Observe(ctx, connected.Client, scope.mesh.Name)
+		live, err := apply.Observe(ctx, connected.Client, scope.mesh.Name, name)
 		if err != nil {
 			scope.unreachable[name] = err.Error()
 			continue
 		}
 		scope.connected[name] = connected
 		scope.live[name] = live
+		r.observeSpire(ctx, scope, zone, connected)
 	}
+}
+
+// observeSpire reads which federated bundles a zone's SPIRE server holds,
+// when the zone names a way to reach it.
+func (r *FederationMeshReconciler) observeSpire(ctx context.Context, scope *meshScope, zone *spirefedv1alpha1.ZoneTrustDomain, connected *zones.Zone) {
+	if r.Spire == nil {
+		return
+	}
+	server, err := r.Spire.ServerFor(zone, connected.Config)
+	if server == nil && err == nil {
+		return
+	}
+	if err == nil {
+		scope.spireServers[zone.Name] = server
+		var held map[string]spireaccess.HeldBundle
+		if held, err = server.FederatedBundles(ctx); err == nil {
+			scope.spireHeld[zone.Name] = held
+			return
+		}
+	}
+	scope.spireErrors[zone.Name] = err.Error()
+	ctrl.LoggerFrom(ctx).V(1).Info("Cannot read the zone's SPIRE server", "zone", zone.Name, "error", err.Error())
 }
 
 // planInput turns the scope into the planner's input.
@@ -196,8 +251,16 @@ func planInput(scope *meshScope) plan.Input {
 			member.Bundle = zone.Status.Bundle.SPIFFEBundle
 		}
 		in.Zones = append(in.Zones, member)
-		if live := scope.live[name]; live != nil {
-			in.Observed[name] = plan.Observed{PeersWithBundle: live.PeersWithBundle(scope.mesh.Name)}
+		switch held, observed := scope.spireHeld[name]; {
+		case observed:
+			// The SPIRE server itself says which bundles it holds.
+			peers := map[string]bool{}
+			for trustDomain, bundle := range held {
+				peers[trustDomain] = len(bundle.X509Fingerprints) > 0
+			}
+			in.Observed[name] = plan.Observed{PeersWithBundle: peers}
+		case scope.live[name] != nil:
+			in.Observed[name] = plan.Observed{PeersWithBundle: scope.live[name].PeersWithBundle()}
 		}
 	}
 	return in
@@ -210,7 +273,7 @@ func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshSco
 	scope.applyErrors = map[string]error{}
 	for name, connected := range scope.connected {
 		zonePlan := scope.plan.Zones[name]
-		result, err := r.Applier.Apply(ctx, connected.Client, scope.mesh.Name, scope.live[name], zonePlan)
+		result, err := r.Applier.Apply(ctx, connected.Client, scope.live[name], zonePlan)
 		metrics.ZoneWrites.WithLabelValues(name).Add(float64(result.Writes + result.Deletes))
 		scope.applied[name] = result
 		if err != nil {
@@ -260,11 +323,11 @@ func (r *FederationMeshReconciler) cleanupZone(ctx context.Context, mesh *spiref
 	if err != nil {
 		return false, nil
 	}
-	live, err := apply.Observe(ctx, connected.Client, mesh.Name)
+	live, err := apply.Observe(ctx, connected.Client, mesh.Name, name)
 	if err != nil {
 		return false, nil
 	}
-	result, err := r.Applier.Apply(ctx, connected.Client, mesh.Name, live, &plan.ZonePlan{Zone: name})
+	result, err := r.Applier.Apply(ctx, connected.Client, live, &plan.ZonePlan{Zone: name})
 	metrics.ZoneWrites.WithLabelValues(name).Add(float64(result.Writes + result.Deletes))
 	if err != nil {
 		return false, fmt.Errorf("removing mesh %s from zone %s: %w", mesh.Name, name, err)
@@ -308,7 +371,7 @@ func (r *FederationMeshReconciler) reconcileDelete(ctx context.Context, mesh *sp
 }
 
 // resolveMembers returns the member zones by name; a named zone that does
-// not exist maps to nil.
+// not exist, or is being deleted, maps to nil.
 func (r *FederationMeshReconciler) resolveMembers(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh) (map[string]*spirefedv1alpha1.ZoneTrustDomain, error) {
 	members := map[string]*spirefedv1alpha1.ZoneTrustDomain{}
 	if selector := mesh.Spec.Zones.Selector; selector != nil {
@@ -321,7 +384,9 @@ func (r *FederationMeshReconciler) resolveMembers(ctx context.Context, mesh *spi
 			return nil, fmt.Errorf("listing zones of mesh %s: %w", mesh.Name, err)
 		}
 		for i := range zoneList.Items {
-			members[zoneList.Items[i].Name] = &zoneList.Items[i]
+			if zoneList.Items[i].DeletionTimestamp.IsZero() {
+				members[zoneList.Items[i].Name] = &zoneList.Items[i]
+			}
 		}
 		return members, nil
 	}
@@ -333,6 +398,10 @@ func (r *FederationMeshReconciler) resolveMembers(ctx context.Context, mesh *spi
 			members[name] = nil
 		case err != nil:
 			return nil, fmt.Errorf("reading zone %s of mesh %s: %w", name, mesh.Name, err)
+		case !zone.DeletionTimestamp.IsZero():
+			// A zone being deleted leaves every mesh first: the mesh
+			// removes its objects there, then the zone's finalizer runs.
+			members[name] = nil
 		default:
 			members[name] = zone
 		}

@@ -61,7 +61,7 @@ func TestFederationMeshMembers(t *testing.T) {
 	waitForMeshCondition(t, "trading", spirefedv1alpha1.ZonesResolvedCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonHubNotMember, `"mesh-later"`)
 }
 
-func waitForMeshCondition(t *testing.T, name, conditionType string, status metav1.ConditionStatus, reason, messagePart string) *spirefedv1alpha1.FederationMesh {
+func waitForMeshCondition(t testing.TB, name, conditionType string, status metav1.ConditionStatus, reason, messagePart string) *spirefedv1alpha1.FederationMesh {
 	t.Helper()
 	mesh := &spirefedv1alpha1.FederationMesh{}
 	var last string

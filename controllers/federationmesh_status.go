@@ -195,8 +195,47 @@ func pairStatus(scope *meshScope, link plan.Link, gated bool) spirefedv1alpha1.P
 		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonPeerBundleNotRefreshed,
 			fmt.Sprintf("%s holds the last good bundle of %s, which cannot be refreshed (%s)", link.From, peerTrustDomain, reason))
 	}
-	return set(spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonSpireNotObserved,
-		fmt.Sprintf("The ClusterFederatedTrustDomain for %s in %s is current; SPIRE is not observed", peerTrustDomain, link.From))
+	return spirePairState(scope, link, set)
+}
+
+// spirePairState judges a pair whose ClusterFederatedTrustDomain is written
+// and current by what the trusting zone's SPIRE server holds.
+func spirePairState(scope *meshScope, link plan.Link, set func(spirefedv1alpha1.PairState, string, string) spirefedv1alpha1.PairStatus) spirefedv1alpha1.PairStatus {
+	peer := scope.members[link.To]
+	peerTrustDomain := peer.Spec.TrustDomain
+	if why, failed := scope.spireErrors[link.From]; failed {
+		return set(spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonSpireUnreachable,
+			fmt.Sprintf("The ClusterFederatedTrustDomain for %s in %s is current, but the zone's SPIRE server cannot be read: %s", peerTrustDomain, link.From, why))
+	}
+	held, observed := scope.spireHeld[link.From]
+	if !observed {
+		return set(spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonSpireNotObserved,
+			fmt.Sprintf("The ClusterFederatedTrustDomain for %s in %s is current; SPIRE is not observed (set spire.serverAccess on zone %s)", peerTrustDomain, link.From, link.From))
+	}
+	bundle, holds := held[peerTrustDomain]
+	switch {
+	case !holds:
+		return set(spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonWaitingForSpire,
+			fmt.Sprintf("The SPIRE server of %s holds no bundle of %s yet", link.From, peerTrustDomain))
+	case !holdsCurrent(held, peer):
+		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonSpireBundleOutdated,
+			fmt.Sprintf("The SPIRE server of %s holds an older bundle of %s (sequence %d, %d X.509 authorities); a refresh was requested", link.From, peerTrustDomain, bundle.Sequence, len(bundle.X509Fingerprints)))
+	}
+	return set(spirefedv1alpha1.PairConverged, spirefedv1alpha1.ReasonBundleHeld,
+		fmt.Sprintf("The SPIRE server of %s holds the current bundle of %s", link.From, peerTrustDomain))
+}
+
+// pairsSettling says whether a pair waits for something that happens
+// without a watch event: a SPIRE server fetching a bundle.
+func pairsSettling(mesh *spirefedv1alpha1.FederationMesh) bool {
+	for _, pair := range mesh.Status.Pairs {
+		switch {
+		case pair.State == spirefedv1alpha1.PairStale,
+			pair.State == spirefedv1alpha1.PairPending && pair.Reason != spirefedv1alpha1.ReasonSpireNotObserved:
+			return true
+		}
+	}
+	return false
 }
 
 // describeProblemPairs names up to five pairs that are not established.

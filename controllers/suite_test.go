@@ -24,6 +24,7 @@ import (
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
+	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
@@ -35,6 +36,8 @@ var (
 	testCtx context.Context
 	// applier counts the writes the operator makes in zones.
 	applier = &apply.Applier{}
+	// meshReconciler counts the SPIRE refresh requests.
+	meshReconciler *FederationMeshReconciler
 )
 
 // zoneNames of the suite's zone clusters.
@@ -114,18 +117,22 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		Zones:          registry,
 		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
 		ResyncInterval: time.Second,
+		Applier:        applier,
 		Fetcher:        bundle.Fetcher{Timeout: 2 * time.Second},
 		FetchSchedule:  FetchSchedule{MinInterval: time.Second, DefaultInterval: 2 * time.Second, RetryInterval: time.Second},
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, err
 	}
-	if err := (&FederationMeshReconciler{
-		Client:         mgr.GetClient(),
-		Zones:          registry,
-		Applier:        applier,
-		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
-		ResyncInterval: 5 * time.Second,
-	}).SetupWithManager(mgr); err != nil {
+	meshReconciler = &FederationMeshReconciler{
+		Client:               mgr.GetClient(),
+		Zones:                registry,
+		Applier:              applier,
+		EventRecorder:        mgr.GetEventRecorder("spire-federation-operator"),
+		ResyncInterval:       5 * time.Second,
+		Spire:                &spireaccess.Access{},
+		SpireRefreshInterval: time.Second,
+	}
+	if err := meshReconciler.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	done := make(chan struct{})
@@ -140,14 +147,14 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 
 // waitForZoneCondition waits until the zone's condition has the status and
 // reason, and returns the zone.
-func waitForZoneCondition(t *testing.T, name, conditionType string, status metav1.ConditionStatus, reason string) *spirefedv1alpha1.ZoneTrustDomain {
+func waitForZoneCondition(t testing.TB, name, conditionType string, status metav1.ConditionStatus, reason string) *spirefedv1alpha1.ZoneTrustDomain {
 	t.Helper()
 	return waitForZoneMessage(t, name, conditionType, status, reason, "")
 }
 
 // waitForZoneMessage waits until the zone's condition has the status and
 // reason and its message contains messagePart, and returns the zone.
-func waitForZoneMessage(t *testing.T, name, conditionType string, status metav1.ConditionStatus, reason, messagePart string) *spirefedv1alpha1.ZoneTrustDomain {
+func waitForZoneMessage(t testing.TB, name, conditionType string, status metav1.ConditionStatus, reason, messagePart string) *spirefedv1alpha1.ZoneTrustDomain {
 	t.Helper()
 	zone := &spirefedv1alpha1.ZoneTrustDomain{}
 	var last string
@@ -199,7 +206,7 @@ func writeBundleConfigMap(t *testing.T, zoneCluster *testenv.Cluster, data strin
 }
 
 // writeBundleConfigMapIn writes the spire-bundle ConfigMap in a namespace.
-func writeBundleConfigMapIn(t *testing.T, zoneCluster *testenv.Cluster, namespaceName, data string) {
+func writeBundleConfigMapIn(t testing.TB, zoneCluster *testenv.Cluster, namespaceName, data string) {
 	t.Helper()
 	namespace := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespaceName}}
 	if err := zoneCluster.Client.Create(testCtx, namespace); client.IgnoreAlreadyExists(err) != nil {
@@ -225,7 +232,7 @@ func conditionOf(zone *spirefedv1alpha1.ZoneTrustDomain, conditionType string) m
 	return metav1.Condition{}
 }
 
-func getZone(t *testing.T, name string) *spirefedv1alpha1.ZoneTrustDomain {
+func getZone(t testing.TB, name string) *spirefedv1alpha1.ZoneTrustDomain {
 	t.Helper()
 	zone := &spirefedv1alpha1.ZoneTrustDomain{}
 	if err := env.Management.Client.Get(testCtx, types.NamespacedName{Name: name}, zone); err != nil {
@@ -254,7 +261,7 @@ type zoneEndpoint struct {
 
 // startZoneEndpoint creates a trust domain's CA and serves its bundle
 // (sequence 1) with an SVID for spiffe://<trustDomain>/spire/server.
-func startZoneEndpoint(t *testing.T, trustDomain string) *zoneEndpoint {
+func startZoneEndpoint(t testing.TB, trustDomain string) *zoneEndpoint {
 	t.Helper()
 	pki, err := testenv.NewTestZonePKI(trustDomain, 1)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,11 +19,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/metrics"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
@@ -44,6 +48,8 @@ type ZoneTrustDomainReconciler struct {
 	EventRecorder events.EventRecorder
 	// ResyncInterval between reads of a zone; DefaultZoneResyncInterval if zero.
 	ResyncInterval time.Duration
+	// Applier removes what the operator wrote in a deleted zone's cluster.
+	Applier *apply.Applier
 	// Fetcher fetches bundles from bundle endpoints.
 	Fetcher bundle.Fetcher
 	// FetchSchedule bounds how often they are fetched.
@@ -52,15 +58,17 @@ type ZoneTrustDomainReconciler struct {
 	Now func() time.Time
 }
 
-// +kubebuilder:rbac:groups=spirefed.io,resources=zonetrustdomains,verbs=get;list;watch
+// +kubebuilder:rbac:groups=spirefed.io,resources=zonetrustdomains,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=spirefed.io,resources=zonetrustdomains/finalizers,verbs=update
+// +kubebuilder:rbac:groups=spirefed.io,resources=federationmeshes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=spirefed.io,resources=zonetrustdomains/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",namespace=spirefed-system,resources=secrets,verbs=get;list;watch
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *ZoneTrustDomainReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if r.Zones == nil || r.EventRecorder == nil {
-		return errors.New("ZoneTrustDomainReconciler needs Zones and EventRecorder")
+	if r.Zones == nil || r.EventRecorder == nil || r.Applier == nil {
+		return errors.New("ZoneTrustDomainReconciler needs Zones, Applier and EventRecorder")
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &spirefedv1alpha1.ZoneTrustDomain{}, kubeconfigSecretIndex, indexKubeconfigSecret); err != nil {
 		return fmt.Errorf("indexing zones by kubeconfig Secret: %w", err)
@@ -108,8 +116,12 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, fmt.Errorf("reading zone %s: %w", req.Name, err)
 	}
 	if !zone.DeletionTimestamp.IsZero() {
-		r.Zones.Forget(zone.Name)
-		return ctrl.Result{}, nil
+		return r.reconcileDelete(ctx, zone)
+	}
+	if controllerutil.AddFinalizer(zone, spirefedv1alpha1.ZoneFinalizer) {
+		if err := r.Update(ctx, zone); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer to zone %s: %w", zone.Name, err)
+		}
 	}
 
 	before := zone.DeepCopy()
@@ -143,6 +155,71 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	summarizeZoneReady(zone)
 	log.V(1).Info("Reconciled zone", "ready", meta.IsStatusConditionTrue(zone.Status.Conditions, spirefedv1alpha1.ReadyCondition), "nextFetch", nextFetch)
 	return ctrl.Result{RequeueAfter: min(nextFetch, r.resyncInterval())}, nil
+}
+
+// reconcileDelete removes what the operator wrote in the zone's cluster,
+// then lets the zone go. While the cluster cannot be reached the finalizer
+// stays and Ready says why; remove the finalizer by hand to abandon a
+// cluster that will never come back.
+func (r *ZoneTrustDomainReconciler) reconcileDelete(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(zone, spirefedv1alpha1.ZoneFinalizer) {
+		r.Zones.Forget(zone.Name)
+		return ctrl.Result{}, nil
+	}
+	// Meshes remove their own objects first (in offboarding order), so
+	// that none writes to the zone after the sweep below.
+	meshes, err := r.meshesWrittenTo(ctx, zone.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(meshes) > 0 {
+		return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting for meshes %s to remove their objects from the zone's cluster", strings.Join(meshes, ", ")), zoneDeleteWaitInterval)
+	}
+	connected, err := r.Zones.Connect(ctx, zone)
+	if err == nil {
+		var deleted int
+		deleted, err = r.Applier.RemoveZone(ctx, connected.Client, zone.Name)
+		ctrl.LoggerFrom(ctx).Info("Removed the zone's federation objects", "deleted", deleted)
+	}
+	if err != nil {
+		return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting to remove the operator's objects from the zone's cluster: %v", err), r.resyncInterval())
+	}
+	r.Zones.Forget(zone.Name)
+	controllerutil.RemoveFinalizer(zone, spirefedv1alpha1.ZoneFinalizer)
+	if err := r.Update(ctx, zone); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// zoneDeleteWaitInterval is how soon a deleted zone looks again whether its
+// meshes have left it (their reconciles also enqueue it).
+const zoneDeleteWaitInterval = 2 * time.Second
+
+// meshesWrittenTo names the meshes that may still own objects in a zone.
+func (r *ZoneTrustDomainReconciler) meshesWrittenTo(ctx context.Context, zoneName string) ([]string, error) {
+	var meshList spirefedv1alpha1.FederationMeshList
+	if err := r.List(ctx, &meshList); err != nil {
+		return nil, fmt.Errorf("listing meshes: %w", err)
+	}
+	var names []string
+	for _, mesh := range meshList.Items {
+		if slices.Contains(mesh.Status.AppliedZones, zoneName) {
+			names = append(names, mesh.Name)
+		}
+	}
+	return names, nil
+}
+
+// waitDeleting says in Ready why a deleted zone is still there, and
+// looks again after interval.
+func (r *ZoneTrustDomainReconciler) waitDeleting(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, message string, interval time.Duration) (ctrl.Result, error) {
+	before := zone.DeepCopy()
+	setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonDeleting, message)
+	if err := r.writeStatus(ctx, before, zone); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: interval}, nil
 }
 
 // reconcileAccess connects to the zone's cluster and probes it. It returns

@@ -22,7 +22,7 @@ const (
 	ready     = spirefedv1alpha1.ReadyCondition
 )
 
-func createZone(t *testing.T, zone *spirefedv1alpha1.ZoneTrustDomain) {
+func createZone(t testing.TB, zone *spirefedv1alpha1.ZoneTrustDomain) {
 	t.Helper()
 	if err := env.Management.Client.Create(testCtx, zone); err != nil {
 		t.Fatalf("creating zone %s: %v", zone.Name, err)

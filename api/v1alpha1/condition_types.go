@@ -114,6 +114,19 @@ const (
 	// ReasonSpireNotObserved: pairs are written and current, but the
 	// operator cannot see what the zones' SPIRE servers hold.
 	ReasonSpireNotObserved = "SpireNotObserved"
+	// ReasonSpireUnreachable: the trusting zone's SPIRE server is
+	// configured for access but cannot be read.
+	ReasonSpireUnreachable = "SpireUnreachable"
+	// ReasonWaitingForSpire: the trusting zone's SPIRE server holds no
+	// bundle of the peer yet (spire-controller-manager has not created the
+	// relationship, or its first fetch is under way).
+	ReasonWaitingForSpire = "WaitingForSpire"
+	// ReasonSpireBundleOutdated: the trusting zone's SPIRE server holds an
+	// older bundle of the peer; the operator asked it to refresh.
+	ReasonSpireBundleOutdated = "SpireBundleOutdated"
+	// ReasonBundleHeld: the trusting zone's SPIRE server holds the peer's
+	// current bundle.
+	ReasonBundleHeld = "BundleHeld"
 )
 
 // Generic reasons.

@@ -133,6 +133,59 @@ type SpireInstallation struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	Values *apiextensionsv1.JSON `json:"values,omitempty"`
+
+	// ServerAccess says how the operator reaches the zone's SPIRE server API,
+	// to ask it to refresh a peer's bundle as soon as the peer rotates and to
+	// read which federated bundles it holds. Without it, pairs trusted by
+	// this zone cannot be confirmed Converged.
+	// +optional
+	ServerAccess *SpireServerAccess `json:"serverAccess,omitempty"`
+}
+
+// SpireServerAccess is one way to reach a SPIRE server's admin API.
+// +kubebuilder:validation:XValidation:rule="has(self.socket) != has(self.exec)",message="set exactly one of spire.serverAccess.socket and spire.serverAccess.exec"
+type SpireServerAccess struct {
+	// Socket is the SPIRE server's admin API socket on the operator's own
+	// file system, for an operator that runs beside the server.
+	// +optional
+	Socket *SocketAccess `json:"socket,omitempty"`
+
+	// Exec runs the spire-server command in the SPIRE server's container
+	// through the zone's Kubernetes API (pods/exec).
+	// +optional
+	Exec *ExecAccess `json:"exec,omitempty"`
+}
+
+// SocketAccess names a SPIRE server admin API socket.
+type SocketAccess struct {
+	// Path of the unix socket.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=107
+	// +kubebuilder:validation:Pattern=`^/`
+	Path string `json:"path"`
+}
+
+// ExecAccess names the SPIRE server's container in the zone's cluster.
+type ExecAccess struct {
+	// Pod running the SPIRE server, in spire.namespace. Defaults to the
+	// chart's first server Pod, <releaseName>-server-0.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$`
+	// +optional
+	Pod string `json:"pod,omitempty"`
+
+	// Container running the SPIRE server.
+	// +kubebuilder:default=spire-server
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Container string `json:"container,omitempty"`
+
+	// SocketPath of the admin API inside the container.
+	// +kubebuilder:default=/tmp/spire-server/private/api.sock
+	// +kubebuilder:validation:MaxLength=107
+	// +kubebuilder:validation:Pattern=`^/`
+	// +optional
+	SocketPath string `json:"socketPath,omitempty"`
 }
 
 // SpireCharts selects the charts of a Helm install.
@@ -382,6 +435,10 @@ func init() {
 	SchemeBuilder.Register(&ZoneTrustDomain{}, &ZoneTrustDomainList{})
 }
 
+// ZoneFinalizer makes the operator remove what it wrote in a zone's cluster
+// before the ZoneTrustDomain goes away.
+const ZoneFinalizer = "spirefed.io/zone-cleanup"
+
 // GetConditions returns the status conditions.
 func (z *ZoneTrustDomain) GetConditions() []metav1.Condition { return z.Status.Conditions }
 
@@ -404,6 +461,26 @@ func (z *ZoneTrustDomain) BundleEndpointSPIFFEID() string {
 		return z.Spec.BundleEndpoint.EndpointSPIFFEID
 	}
 	return "spiffe://" + z.Spec.TrustDomain + "/spire/server"
+}
+
+// SpireServerExec is the exec target of the zone's SPIRE server with
+// defaults applied, or nil when the zone is not reached by exec.
+func (z *ZoneTrustDomain) SpireServerExec() *ExecAccess {
+	access := z.Spec.Spire.ServerAccess
+	if access == nil || access.Exec == nil {
+		return nil
+	}
+	target := *access.Exec
+	if target.Pod == "" {
+		target.Pod = z.Spec.Spire.ReleaseName + "-server-0"
+	}
+	if target.Container == "" {
+		target.Container = "spire-server"
+	}
+	if target.SocketPath == "" {
+		target.SocketPath = "/tmp/spire-server/private/api.sock"
+	}
+	return &target
 }
 
 // BootstrapConfigMap is the ConfigMap (namespace, name, key) holding the

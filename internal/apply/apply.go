@@ -32,36 +32,42 @@ type Live struct {
 	// FederatedTrustDomains are all ClusterFederatedTrustDomains of the
 	// cluster, owned or not (to detect conflicts).
 	FederatedTrustDomains []spirev1alpha1.ClusterFederatedTrustDomain
-	// SPIFFEIDs are the ClusterSPIFFEIDs the mesh owns in the cluster.
+	// SPIFFEIDs are the ClusterSPIFFEIDs the mesh owns in the cluster for the zone.
 	SPIFFEIDs []spirev1alpha1.ClusterSPIFFEID
+
+	mesh, zone string
 }
 
-// Observe lists what the zone's cluster holds for mesh. An error means the
-// state is unknown: the caller must then neither apply nor prune.
-func Observe(ctx context.Context, c client.Reader, mesh string) (*Live, error) {
+// Observe lists what the zone's cluster holds for mesh and zone (a cluster
+// may host several zones). An error means the state is unknown: the caller
+// must then neither apply nor prune.
+func Observe(ctx context.Context, c client.Reader, mesh, zone string) (*Live, error) {
 	var federated spirev1alpha1.ClusterFederatedTrustDomainList
 	if err := c.List(ctx, &federated); err != nil {
 		return nil, fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
 	}
 	var ids spirev1alpha1.ClusterSPIFFEIDList
-	if err := c.List(ctx, &ids, client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh}); err != nil {
+	if err := c.List(ctx, &ids, client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh, plan.LabelZone: zone}); err != nil {
 		return nil, fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
 	}
-	return &Live{FederatedTrustDomains: federated.Items, SPIFFEIDs: ids.Items}, nil
+	return &Live{FederatedTrustDomains: federated.Items, SPIFFEIDs: ids.Items, mesh: mesh, zone: zone}, nil
 }
 
-// OwnedBy says whether an object carries the mesh's ownership labels.
-func OwnedBy(labels map[string]string, mesh string) bool {
-	return labels[plan.LabelManagedBy] == plan.ManagedBy && labels[plan.LabelMesh] == mesh
+// OwnedBy says whether an object carries the ownership labels of mesh and zone.
+func OwnedBy(labels map[string]string, mesh, zone string) bool {
+	return labels[plan.LabelManagedBy] == plan.ManagedBy && labels[plan.LabelMesh] == mesh && labels[plan.LabelZone] == zone
 }
+
+// owns says whether the mesh owns an object in this zone.
+func (l *Live) owns(labels map[string]string) bool { return OwnedBy(labels, l.mesh, l.zone) }
 
 // PeersWithBundle lists the trust domains for which the mesh owns a
 // ClusterFederatedTrustDomain that carries a bundle: the planner's
 // evidence, without SPIRE access, that the zone's SPIRE holds the bundle.
-func (l *Live) PeersWithBundle(mesh string) map[string]bool {
+func (l *Live) PeersWithBundle() map[string]bool {
 	peers := map[string]bool{}
 	for _, cftd := range l.FederatedTrustDomains {
-		if OwnedBy(cftd.Labels, mesh) && cftd.Spec.TrustDomainBundle != "" {
+		if l.owns(cftd.Labels) && cftd.Spec.TrustDomainBundle != "" {
 			peers[cftd.Spec.TrustDomain] = true
 		}
 	}
@@ -94,7 +100,7 @@ func (a *Applier) Writes() int64 { return a.writes.Load() }
 // federatesWith), then ClusterFederatedTrustDomains, then deletions of
 // ClusterSPIFFEIDs and finally of ClusterFederatedTrustDomains. It stops
 // at the first failed call.
-func (a *Applier) Apply(ctx context.Context, c client.Client, mesh string, live *Live, zonePlan *plan.ZonePlan) (Result, error) {
+func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePlan *plan.ZonePlan) (Result, error) {
 	result := Result{Conflicts: map[string]string{}, Current: map[string]bool{}}
 
 	liveIDs := map[string]*spirev1alpha1.ClusterSPIFFEID{}
@@ -117,7 +123,7 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, mesh string, live 
 	}
 	for _, desired := range zonePlan.FederatedTrustDomains {
 		peer := desired.Spec.TrustDomain
-		if message := conflict(live, mesh, desired); message != "" {
+		if message := conflict(live, desired); message != "" {
 			result.Conflicts[peer] = message
 			continue
 		}
@@ -134,7 +140,7 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, mesh string, live 
 
 	for i := range live.SPIFFEIDs {
 		id := &live.SPIFFEIDs[i]
-		if OwnedBy(id.Labels, mesh) && !slices.ContainsFunc(zonePlan.SPIFFEIDs, func(d *spirev1alpha1.ClusterSPIFFEID) bool { return d.Name == id.Name }) {
+		if live.owns(id.Labels) && !slices.ContainsFunc(zonePlan.SPIFFEIDs, func(d *spirev1alpha1.ClusterSPIFFEID) bool { return d.Name == id.Name }) {
 			if err := a.delete(ctx, c, id, &result); err != nil {
 				return result, err
 			}
@@ -142,7 +148,7 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, mesh string, live 
 	}
 	for i := range live.FederatedTrustDomains {
 		cftd := &live.FederatedTrustDomains[i]
-		if OwnedBy(cftd.Labels, mesh) && !slices.ContainsFunc(zonePlan.FederatedTrustDomains, func(d *spirev1alpha1.ClusterFederatedTrustDomain) bool { return d.Name == cftd.Name }) {
+		if live.owns(cftd.Labels) && !slices.ContainsFunc(zonePlan.FederatedTrustDomains, func(d *spirev1alpha1.ClusterFederatedTrustDomain) bool { return d.Name == cftd.Name }) {
 			if err := a.delete(ctx, c, cftd, &result); err != nil {
 				return result, err
 			}
@@ -152,14 +158,17 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, mesh string, live 
 }
 
 // conflict explains why the mesh must not write desired: another object
-// federates with the same trust domain, or holds the name.
-func conflict(live *Live, mesh string, desired *spirev1alpha1.ClusterFederatedTrustDomain) string {
+// that the zone's spire-controller-manager handles (same className, or
+// none) federates with the same trust domain, or another object holds the
+// name.
+func conflict(live *Live, desired *spirev1alpha1.ClusterFederatedTrustDomain) string {
 	for _, cftd := range live.FederatedTrustDomains {
-		if OwnedBy(cftd.Labels, mesh) {
+		if live.owns(cftd.Labels) {
 			continue
 		}
+		sameManager := cftd.Spec.ClassName == desired.Spec.ClassName || cftd.Spec.ClassName == ""
 		switch {
-		case cftd.Spec.TrustDomain == desired.Spec.TrustDomain:
+		case cftd.Spec.TrustDomain == desired.Spec.TrustDomain && sameManager:
 			return fmt.Sprintf("ClusterFederatedTrustDomain %s, which the mesh does not own, already federates with %s; it is left untouched", cftd.Name, desired.Spec.TrustDomain)
 		case cftd.Name == desired.Name:
 			return fmt.Sprintf("ClusterFederatedTrustDomain %s exists and the mesh does not own it; it is left untouched", cftd.Name)
@@ -231,4 +240,31 @@ func (a *Applier) delete(ctx context.Context, c client.Client, obj client.Object
 		return fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
 	}
 	return nil
+}
+
+// RemoveZone deletes everything the operator wrote in a zone's cluster for
+// that zone, whatever the mesh: ClusterSPIFFEIDs first, then
+// ClusterFederatedTrustDomains. It returns how many objects it deleted.
+func (a *Applier) RemoveZone(ctx context.Context, c client.Client, zone string) (int, error) {
+	selector := client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelZone: zone}
+	var result Result
+	var ids spirev1alpha1.ClusterSPIFFEIDList
+	if err := c.List(ctx, &ids, selector); err != nil {
+		return 0, fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
+	}
+	for i := range ids.Items {
+		if err := a.delete(ctx, c, &ids.Items[i], &result); err != nil {
+			return result.Deletes, err
+		}
+	}
+	var federated spirev1alpha1.ClusterFederatedTrustDomainList
+	if err := c.List(ctx, &federated, selector); err != nil {
+		return result.Deletes, fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
+	}
+	for i := range federated.Items {
+		if err := a.delete(ctx, c, &federated.Items[i], &result); err != nil {
+			return result.Deletes, err
+		}
+	}
+	return result.Deletes, nil
 }

@@ -26,7 +26,6 @@ var (
 		Help: "Unix time at which the first of the zone's X.509 authorities expires.",
 	}, []string{"zone"})
 
-
 	// MeshPairs counts a mesh's directed pairs by state.
 	MeshPairs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "spirefed_mesh_pairs",
@@ -38,10 +37,16 @@ var (
 		Name: "spirefed_zone_writes_total",
 		Help: "Writes (server-side applies and deletes) the operator made in a zone's cluster.",
 	}, []string{"zone"})
+
+	// SpireRefreshes counts the refresh requests sent to a zone's SPIRE server.
+	SpireRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spirefed_spire_bundle_refreshes_total",
+		Help: "Requests to a zone's SPIRE server to refresh a peer's bundle at once.",
+	}, []string{"zone"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry, MeshPairs, ZoneWrites)
+	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry, MeshPairs, ZoneWrites, SpireRefreshes)
 }
 
 // ForgetMesh drops every series of a deleted mesh.
@@ -54,4 +59,6 @@ func ForgetZone(zone string) {
 	ZoneCondition.DeletePartialMatch(prometheus.Labels{"zone": zone})
 	ZoneX509Authorities.DeleteLabelValues(zone)
 	ZoneX509AuthorityExpiry.DeleteLabelValues(zone)
+	ZoneWrites.DeleteLabelValues(zone)
+	SpireRefreshes.DeleteLabelValues(zone)
 }

@@ -184,7 +184,7 @@ func federatedTrustDomain(mesh string, from, to Zone) *spirev1alpha1.ClusterFede
 	}
 	return &spirev1alpha1.ClusterFederatedTrustDomain{
 		TypeMeta:   metav1.TypeMeta{APIVersion: spirev1alpha1.SchemeGroupVersion.String(), Kind: "ClusterFederatedTrustDomain"},
-		ObjectMeta: metav1.ObjectMeta{Name: FederatedTrustDomainName(to.TrustDomain), Labels: objectLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: FederatedTrustDomainName(from.Name, to.TrustDomain), Labels: objectLabels},
 		Spec: spirev1alpha1.ClusterFederatedTrustDomainSpec{
 			TrustDomain:           to.TrustDomain,
 			BundleEndpointURL:     to.BundleEndpointURL,
@@ -210,25 +210,27 @@ func clusterSPIFFEID(mesh string, zone Zone, identity spirefedv1alpha1.IdentityT
 	}
 	return &spirev1alpha1.ClusterSPIFFEID{
 		TypeMeta:   metav1.TypeMeta{APIVersion: spirev1alpha1.SchemeGroupVersion.String(), Kind: "ClusterSPIFFEID"},
-		ObjectMeta: metav1.ObjectMeta{Name: SPIFFEIDName(mesh, identity.Name), Labels: labels(mesh, zone.Name)},
+		ObjectMeta: metav1.ObjectMeta{Name: SPIFFEIDName(mesh, zone.Name, identity.Name), Labels: labels(mesh, zone.Name)},
 		Spec:       spec,
 	}
 }
 
 // FederatedTrustDomainName is the stable name of the
-// ClusterFederatedTrustDomain for a peer trust domain: "spirefed.<td>", or,
-// for a trust domain that does not make a valid name (an underscore, a
-// label ending in '-'), "spirefed-<hash of td>".
-func FederatedTrustDomainName(trustDomain string) string {
-	name := "spirefed." + trustDomain
+// ClusterFederatedTrustDomain by which zone trusts a peer trust domain:
+// "spirefed.<zone>.<td>" (a cluster may host several zones), or, when that
+// is not a valid name (an underscore, a label ending in '-', too long),
+// "spirefed.<zone>.<hash of td>".
+func FederatedTrustDomainName(zone, trustDomain string) string {
+	name := "spirefed." + zone + "." + trustDomain
 	if len(validation.IsDNS1123Subdomain(name)) == 0 {
 		return name
 	}
 	sum := sha256.Sum256([]byte(trustDomain))
-	return "spirefed-" + hex.EncodeToString(sum[:8])
+	return "spirefed." + zone + "." + hex.EncodeToString(sum[:8])
 }
 
-// SPIFFEIDName is the name of the ClusterSPIFFEID of a mesh's identity.
-func SPIFFEIDName(mesh, identity string) string {
-	return "spirefed." + mesh + "." + identity
+// SPIFFEIDName is the name of the ClusterSPIFFEID of a mesh's identity in
+// a zone.
+func SPIFFEIDName(mesh, zone, identity string) string {
+	return "spirefed." + mesh + "." + zone + "." + identity
 }

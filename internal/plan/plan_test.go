@@ -5,7 +5,10 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -167,7 +170,7 @@ func TestComputeObjects(t *testing.T) {
 	got := Compute(Input{Mesh: "trading", Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
 		Identities: []spirefedv1alpha1.IdentityTemplate{identity}, Zones: []Zone{a, b}, Observed: observedAll(a, b)})
 	cftd := got.Zones["a"].FederatedTrustDomains[0]
-	if cftd.Name != "spirefed.b.example" || cftd.Spec.BundleEndpointURL != b.BundleEndpointURL || cftd.Spec.BundleEndpointProfile.Type != "https_web" ||
+	if cftd.Name != "spirefed.a.b.example" || cftd.Spec.BundleEndpointURL != b.BundleEndpointURL || cftd.Spec.BundleEndpointProfile.Type != "https_web" ||
 		cftd.Spec.BundleEndpointProfile.EndpointSPIFFEID != "" || cftd.Spec.TrustDomainBundle != b.Bundle || cftd.Spec.ClassName != a.ClassName {
 		t.Errorf("CFTD in a for b = %+v", cftd)
 	}
@@ -183,7 +186,7 @@ func TestComputeObjects(t *testing.T) {
 		t.Errorf("https_spiffe endpoint ID = %q", spiffeCFTD.Spec.BundleEndpointProfile.EndpointSPIFFEID)
 	}
 	csid := got.Zones["a"].SPIFFEIDs[0]
-	if csid.Name != "spirefed.trading.workloads" || csid.Spec.ClassName != a.ClassName || csid.Spec.TTL.Duration != identity.TTL.Duration ||
+	if csid.Name != "spirefed.trading.a.workloads" || csid.Spec.ClassName != a.ClassName || csid.Spec.TTL.Duration != identity.TTL.Duration ||
 		csid.Spec.SPIFFEIDTemplate != identity.SPIFFEIDTemplate || csid.Spec.PodSelector != identity.PodSelector {
 		t.Errorf("ClusterSPIFFEID = %+v", csid)
 	}
@@ -210,18 +213,20 @@ func TestComputeIsDeterministic(t *testing.T) {
 func TestFederatedTrustDomainName(t *testing.T) {
 	t.Parallel()
 	for td, want := range map[string]string{
-		"broker.example": "spirefed.broker.example",
-		"default.zone1":  "spirefed.default.zone1",
-		"with_underscore": FederatedTrustDomainName("with_underscore"),
+		"broker.example": "spirefed.zone1.broker.example",
+		"default.zone1":  "spirefed.zone1.default.zone1",
 	} {
-		if got := FederatedTrustDomainName(td); got != want {
+		if got := FederatedTrustDomainName("zone1", td); got != want {
 			t.Errorf("%s -> %s, want %s", td, got, want)
 		}
 	}
-	odd := []string{"with_underscore", "with-underscore", "trailing-.dash", "a..b"}
+	odd := []string{"with_underscore", "with-underscore", "trailing-.dash", "a..b", strings.Repeat("long.", 60) + "x"}
 	seen := map[string]string{}
 	for _, td := range odd {
-		name := FederatedTrustDomainName(td)
+		name := FederatedTrustDomainName("zone1", td)
+		if problems := validation.IsDNS1123Subdomain(name); len(problems) > 0 {
+			t.Errorf("%s -> invalid name %s: %v", td, name, problems)
+		}
 		if other, ok := seen[name]; ok {
 			t.Errorf("%s and %s map to %s", td, other, name)
 		}

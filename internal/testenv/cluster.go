@@ -244,11 +244,20 @@ type process struct {
 // killed if the thread that started it dies (Pdeathsig), and the reaper
 // covers every other way the test process can end.
 func startProcess(dir, name, path string, args ...string) (*process, error) {
-	logFile, err := os.Create(filepath.Join(dir, name+".log"))
+	return startProcessWithEnv(dir, name, path, nil, args...)
+}
+
+// startProcessWithEnv is startProcess with extra environment variables
+// ("KEY=value") on top of the test process's own.
+func startProcessWithEnv(dir, name, path string, extraEnv []string, args ...string) (*process, error) {
+	logFile, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("creating log of %s: %w", name, err)
 	}
 	cmd := exec.Command(path, args...)
+	if extraEnv != nil {
+		cmd.Env = append(os.Environ(), extraEnv...)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

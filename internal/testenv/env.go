@@ -48,6 +48,9 @@ type Env struct {
 	Scheme *runtime.Scheme
 
 	root string
+
+	stoppersMu sync.Mutex
+	stoppers   []func() error
 }
 
 // NewScheme returns a scheme with core Kubernetes types, the operator's API
@@ -158,7 +161,7 @@ func (e *Env) Dir() string { return e.root }
 // SPIREFED_TESTENV_KEEP is set, for reading the processes' logs). Whatever
 // does not stop in time is killed.
 func (e *Env) Stop() error {
-	var errs []error
+	errs := []error{e.runStoppers()}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	all := []*Cluster{e.Management}

@@ -105,6 +105,9 @@ type Zone struct {
 	Name string
 	// Client of the zone's cluster, uncached.
 	Client client.Client
+	// Config reaches the zone's cluster (for exec into Pods), with the
+	// registry's client limits.
+	Config *rest.Config
 
 	accessKey          string
 	bootstrapNamespace string
@@ -140,7 +143,7 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 		var clientset kubernetes.Interface
 		clientset, err = kubernetes.NewForConfig(limited)
 		if err == nil {
-			return r.startZone(zone.Name, accessKey, bootstrap, zoneClient, clientset), nil
+			return r.startZone(zone.Name, accessKey, bootstrap, limited, zoneClient, clientset), nil
 		}
 	}
 	delete(r.zones, zone.Name)
@@ -149,11 +152,12 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 
 // startZone registers a connected zone and starts its health probe and
 // its bootstrap ConfigMap watch. r.mu is held.
-func (r *Registry) startZone(name, accessKey string, bootstrap spirefedv1alpha1.ConfigMapKeySelector, zoneClient client.Client, clientset kubernetes.Interface) *Zone {
+func (r *Registry) startZone(name, accessKey string, bootstrap spirefedv1alpha1.ConfigMapKeySelector, config *rest.Config, zoneClient client.Client, clientset kubernetes.Interface) *Zone {
 	ctx, stop := context.WithCancel(r.rootCtx)
 	connected := &Zone{
 		Name:               name,
 		Client:             zoneClient,
+		Config:             config,
 		accessKey:          accessKey,
 		bootstrapNamespace: bootstrap.Namespace,
 		bootstrapName:      bootstrap.Name,

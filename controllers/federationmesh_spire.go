@@ -1,0 +1,113 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/metrics"
+	"github.com/spirefed/spire-federation-operator/internal/plan"
+	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
+)
+
+// refreshSpire asks the SPIRE server of every trusting zone it can reach to
+// refresh a peer's bundle when the server does not hold the peer's current
+// authorities, instead of waiting for the server's own poll (at least a
+// minute; spire-controller-manager passes a changed trustDomainBundle on to
+// SPIRE only when it creates a relationship). It then reads the server's
+// bundles again, so that status shows the result of the refresh.
+func (r *FederationMeshReconciler) refreshSpire(ctx context.Context, scope *meshScope) {
+	refreshed := map[string]bool{}
+	for _, link := range scope.plan.Links {
+		server, held, ok := r.spireOf(scope, link.From)
+		if !ok || !r.written(scope, link) {
+			continue
+		}
+		peer := scope.members[link.To]
+		if holdsCurrent(held, peer) || !r.mayRefresh(scope.mesh.Name, link.From, peer.Spec.TrustDomain) {
+			continue
+		}
+		log := ctrl.LoggerFrom(ctx).WithValues("zone", link.From, "peer", peer.Spec.TrustDomain)
+		if err := server.RefreshBundle(ctx, peer.Spec.TrustDomain); err != nil {
+			// Typically: spire-controller-manager has not created the
+			// relationship yet. The pair stays Pending and is retried.
+			log.V(1).Info("SPIRE bundle refresh failed", "error", err.Error())
+			continue
+		}
+		log.Info("Asked SPIRE to refresh a peer's bundle")
+		metrics.SpireRefreshes.WithLabelValues(link.From).Inc()
+		r.refreshes.Add(1)
+		refreshed[link.From] = true
+	}
+	for name := range refreshed {
+		held, err := scope.spireServers[name].FederatedBundles(ctx)
+		if err != nil {
+			scope.spireErrors[name] = err.Error()
+			delete(scope.spireHeld, name)
+			continue
+		}
+		scope.spireHeld[name] = held
+	}
+}
+
+// SpireRefreshes counts the refresh requests the reconciler sent.
+func (r *FederationMeshReconciler) SpireRefreshes() int64 { return r.refreshes.Load() }
+
+// spireOf returns the SPIRE server of a zone and the bundles it holds, when
+// both are known.
+func (r *FederationMeshReconciler) spireOf(scope *meshScope, zone string) (spireaccess.Server, map[string]spireaccess.HeldBundle, bool) {
+	server, reachable := scope.spireServers[zone]
+	held, read := scope.spireHeld[zone]
+	return server, held, reachable && read
+}
+
+// written says whether the trusting zone holds the pair's current
+// ClusterFederatedTrustDomain: only then can its SPIRE fetch the peer.
+func (r *FederationMeshReconciler) written(scope *meshScope, link plan.Link) bool {
+	peer := scope.members[link.To]
+	if peer == nil {
+		return false
+	}
+	result, applied := scope.applied[link.From]
+	return applied && result.Current[peer.Spec.TrustDomain]
+}
+
+// mayRefresh rate-limits refresh requests per pair.
+func (r *FederationMeshReconciler) mayRefresh(mesh, from, peer string) bool {
+	interval := r.SpireRefreshInterval
+	if interval <= 0 {
+		interval = DefaultSpireRefreshInterval
+	}
+	key := refreshKey{mesh: mesh, from: from, peer: peer}
+	now := r.now()
+	r.refreshMu.Lock()
+	defer r.refreshMu.Unlock()
+	if last, ok := r.lastRefresh[key]; ok && now.Sub(last) < interval {
+		return false
+	}
+	if r.lastRefresh == nil {
+		r.lastRefresh = map[refreshKey]time.Time{}
+	}
+	r.lastRefresh[key] = now
+	return true
+}
+
+// holdsCurrent says whether a SPIRE server holds the peer's current bundle:
+// the same X.509 authorities, and no older sequence.
+func holdsCurrent(held map[string]spireaccess.HeldBundle, peer *spirefedv1alpha1.ZoneTrustDomain) bool {
+	bundle, ok := held[peer.Spec.TrustDomain]
+	current := peer.Status.Bundle
+	if !ok || current == nil {
+		return false
+	}
+	fingerprints := make([]string, 0, len(current.X509Authorities))
+	for _, authority := range current.X509Authorities {
+		fingerprints = append(fingerprints, authority.SHA256Fingerprint)
+	}
+	if !bundle.Holds(fingerprints) {
+		return false
+	}
+	return current.Sequence == nil || bundle.Sequence >= uint64(*current.Sequence)
+}

@@ -1,0 +1,243 @@
+package controllers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/protobuf/encoding/protojson"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
+	"github.com/spirefed/spire-federation-operator/internal/testenv"
+)
+
+// spireZone is a zone run by a real SPIRE server and a real
+// spire-controller-manager against the zone's API server.
+type spireZone struct {
+	name   string
+	server *testenv.SpireServer
+}
+
+// startSpireZone starts SPIRE for a zone in a cluster, with the operator
+// reaching the server through its admin socket, and waits for the zone to
+// be Ready.
+func startSpireZone(t *testing.T, name, clusterName string) *spireZone {
+	t.Helper()
+	cluster := env.Zones[clusterName]
+	namespace := "spire-" + name
+	className := namespace + "-spire"
+	server, err := env.StartSpireServer(testCtx, testenv.SpireServerOptions{
+		Name:        name,
+		TrustDomain: name + ".spire.test",
+		Cluster:     cluster,
+		Namespace:   namespace,
+		ConfigMap:   "spire-bundle",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.StartSpireControllerManager(cluster, server, name, className); err != nil {
+		t.Fatal(err)
+	}
+	zone := newZoneAt(name, server.TrustDomain, testenv.KubeconfigSecretName(clusterName), server.BundleEndpointURL)
+	zone.Spec.Spire.Namespace = namespace
+	zone.Spec.Spire.ClassName = className
+	zone.Spec.Spire.ServerAccess = &spirefedv1alpha1.SpireServerAccess{Socket: &spirefedv1alpha1.SocketAccess{Path: server.SocketPath}}
+	createZone(t, zone)
+	waitForZoneCondition(t, name, ready, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded)
+	waitForZoneCondition(t, name, spirefedv1alpha1.BundleFetchedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonFetched)
+	return &spireZone{name: name, server: server}
+}
+
+// ownFingerprints reads the X.509 authorities of a SPIRE server's own bundle
+// with `spire-server bundle show`.
+func (z *spireZone) ownFingerprints(t *testing.T) []string {
+	t.Helper()
+	out, err := z.server.CLI(testCtx, "bundle", "show", "-output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var own types.Bundle
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(out, &own); err != nil {
+		t.Fatalf("reading bundle show output: %v", err)
+	}
+	var fingerprints []string
+	for _, authority := range own.GetX509Authorities() {
+		sum := sha256.Sum256(authority.GetAsn1())
+		fingerprints = append(fingerprints, hex.EncodeToString(sum[:]))
+	}
+	slices.Sort(fingerprints)
+	return fingerprints
+}
+
+// heldBundles reads the federated bundles a SPIRE server holds with
+// `spire-server bundle list`.
+func (z *spireZone) heldBundles(t *testing.T) map[string]spireaccess.HeldBundle {
+	t.Helper()
+	out, err := z.server.CLI(testCtx, "bundle", "list", "-output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := spireaccess.ParseBundleList(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return held
+}
+
+// spireProblem says how the SPIRE servers differ from links (zone ->
+// trusted zones), judged by the servers themselves: each holds exactly the
+// current bundle of every peer it trusts, or "".
+func spireProblem(t *testing.T, zones map[string]*spireZone, links map[string][]string) string {
+	t.Helper()
+	for name, peers := range links {
+		held := zones[name].heldBundles(t)
+		var got, want []string
+		for trustDomain := range held {
+			got = append(got, trustDomain)
+		}
+		for _, peer := range peers {
+			want = append(want, zones[peer].server.TrustDomain)
+			if current := zones[peer].ownFingerprints(t); !slices.Equal(held[zones[peer].server.TrustDomain].X509Fingerprints, current) {
+				return fmt.Sprintf("the SPIRE server of %s holds %d authorities of %s, not its current %d", name,
+					len(held[zones[peer].server.TrustDomain].X509Fingerprints), peer, len(current))
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			return fmt.Sprintf("the SPIRE server of %s holds bundles of %v, want %v", name, got, want)
+		}
+	}
+	return ""
+}
+
+func waitForSpire(t *testing.T, zones map[string]*spireZone, links map[string][]string, seconds int) time.Duration {
+	t.Helper()
+	started := time.Now()
+	deadline := testDeadline(seconds)
+	for {
+		problem := spireProblem(t, zones, links)
+		if problem == "" {
+			return time.Since(started)
+		}
+		if deadline() {
+			t.Fatalf("SPIRE servers do not hold the expected bundles after %ds: %s", seconds, problem)
+		}
+	}
+}
+
+// TestFederationWithSPIRE federates three zones, each with a real SPIRE
+// server and spire-controller-manager, and judges convergence, rotation and
+// an outage by what the SPIRE servers hold.
+func TestFederationWithSPIRE(t *testing.T) {
+	a := startSpireZone(t, "spire-a", "alpha")
+	b := startSpireZone(t, "spire-b", "beta")
+	c := startSpireZone(t, "spire-c", "gamma")
+	zones := map[string]*spireZone{a.name: a, b.name: b, c.name: c}
+	fullMesh := map[string][]string{a.name: {b.name, c.name}, b.name: {a.name, c.name}, c.name: {a.name, b.name}}
+
+	mesh := &spirefedv1alpha1.FederationMesh{
+		ObjectMeta: metav1.ObjectMeta{Name: "spire"},
+		Spec: spirefedv1alpha1.FederationMeshSpec{
+			Zones:    spirefedv1alpha1.ZoneSelection{Names: []string{a.name, b.name, c.name}},
+			Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
+			Identities: []spirefedv1alpha1.IdentityTemplate{{
+				Name:             "workloads",
+				SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}",
+			}},
+		},
+	}
+	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waitForDeletion(t, mesh) })
+
+	t.Run("every SPIRE server holds every peer's current bundle", func(t *testing.T) {
+		got := waitForMeshCondition(t, "spire", spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "all 6 pairs are converged")
+		for _, pair := range got.Status.Pairs {
+			if pair.State != spirefedv1alpha1.PairConverged || pair.Reason != spirefedv1alpha1.ReasonBundleHeld {
+				t.Errorf("pair %+v", pair)
+			}
+		}
+		waitForSpire(t, zones, fullMesh, 10)
+		waitForMeshCondition(t, "spire", spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
+	})
+
+	t.Run("steady state makes no write and no refresh", func(t *testing.T) {
+		writes, refreshes := applier.Writes(), meshReconciler.SpireRefreshes()
+		time.Sleep(8 * time.Second)
+		if got := applier.Writes() - writes; got != 0 {
+			t.Errorf("%d writes in steady state", got)
+		}
+		if got := meshReconciler.SpireRefreshes() - refreshes; got != 0 {
+			t.Errorf("%d SPIRE refreshes in steady state", got)
+		}
+	})
+
+	t.Run("a CA rotation reaches every peer's SPIRE server within seconds", func(t *testing.T) {
+		before := c.ownFingerprints(t)
+		if _, err := c.server.CLI(testCtx, "localauthority", "x509", "prepare"); err != nil {
+			t.Fatal(err)
+		}
+		if after := c.ownFingerprints(t); len(after) != len(before)+1 {
+			t.Fatalf("prepare did not add an authority: %d -> %d", len(before), len(after))
+		}
+		elapsed := waitForSpire(t, zones, fullMesh, 30)
+		t.Logf("the prepared authority of %s reached the SPIRE servers of both peers in %s", c.name, elapsed.Round(10*time.Millisecond))
+		waitForMeshCondition(t, "spire", spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
+	})
+
+	t.Run("a stopped SPIRE server: its pairs say so, the others stay converged, nothing is deleted", func(t *testing.T) {
+		inA := federatedTrustDomainsIn(t, a.name, "spire")
+		if err := c.server.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		restarted := false
+		defer func() {
+			if !restarted {
+				_ = c.server.Start(testCtx)
+			}
+		}()
+		got := waitForPairReason(t, "spire", c.name, a.name, spirefedv1alpha1.ReasonSpireUnreachable)
+		waitForPair(t, "spire", a.name, c.name, spirefedv1alpha1.PairStale)
+		got = waitForPair(t, "spire", b.name, c.name, spirefedv1alpha1.PairStale)
+		for _, pair := range got.Status.Pairs {
+			if pair.From != c.name && pair.To != c.name && pair.State != spirefedv1alpha1.PairConverged {
+				t.Errorf("pair %s->%s is %s (%s) while only %s's SPIRE is down", pair.From, pair.To, pair.State, pair.Message, c.name)
+			}
+		}
+		if after := federatedTrustDomainsIn(t, a.name, "spire"); !slices.Equal(after, inA) {
+			t.Errorf("zone %s lost ClusterFederatedTrustDomains: %v -> %v", a.name, inA, after)
+		}
+		if err := c.server.Start(testCtx); err != nil {
+			t.Fatal(err)
+		}
+		restarted = true
+		waitForMeshCondition(t, "spire", spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
+		waitForSpire(t, zones, fullMesh, 30)
+	})
+}
+
+// waitForPairReason waits until a pair of a mesh has a reason.
+func waitForPairReason(t *testing.T, meshName, from, to, reason string) *spirefedv1alpha1.FederationMesh {
+	t.Helper()
+	deadline := testDeadline(30)
+	for {
+		mesh := getMesh(t, meshName)
+		for _, pair := range mesh.Status.Pairs {
+			if pair.From == from && pair.To == to && pair.Reason == reason {
+				return mesh
+			}
+		}
+		if deadline() {
+			t.Fatalf("pair %s->%s has no reason %s: %+v", from, to, reason, mesh.Status.Pairs)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package spireaccess
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+)
+
+// maxExecOutput bounds what one spire-server command may print.
+const maxExecOutput = 16 << 20
+
+// ExecTarget is the container running a SPIRE server, and the admin socket
+// inside it.
+type ExecTarget struct {
+	Namespace  string
+	Pod        string
+	Container  string
+	SocketPath string
+}
+
+// NewExecServer returns a Server that runs the spire-server command in the
+// target container through the Kubernetes API (pods/exec) of the cluster
+// config reaches.
+func NewExecServer(config *rest.Config, target ExecTarget) (Server, error) {
+	clientset, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("building a client for exec: %w", err)
+	}
+	return &execServer{config: config, clientset: clientset, target: target}, nil
+}
+
+type execServer struct {
+	config    *rest.Config
+	clientset kubernetes.Interface
+	target    ExecTarget
+}
+
+func (s *execServer) FederatedBundles(ctx context.Context) (map[string]HeldBundle, error) {
+	out, err := s.run(ctx, "bundle", "list", "-output", "json")
+	if err != nil {
+		return nil, fmt.Errorf("listing federated bundles in %s: %w", s.where(), err)
+	}
+	return ParseBundleList(out)
+}
+
+func (s *execServer) RefreshBundle(ctx context.Context, trustDomain string) error {
+	if _, err := s.run(ctx, "federation", "refresh", "-id", trustDomain); err != nil {
+		return fmt.Errorf("refreshing the bundle of %s in %s: %w", trustDomain, s.where(), err)
+	}
+	return nil
+}
+
+// ParseBundleList reads the JSON output of `spire-server bundle list
+// -output json`: a ListFederatedBundlesResponse.
+func ParseBundleList(out []byte) (map[string]HeldBundle, error) {
+	var response bundlev1.ListFederatedBundlesResponse
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(out, &response); err != nil {
+		return nil, fmt.Errorf("reading the output of spire-server bundle list: %w", err)
+	}
+	held := map[string]HeldBundle{}
+	if err := heldBundles(response.GetBundles(), held); err != nil {
+		return nil, err
+	}
+	return held, nil
+}
+
+func (s *execServer) where() string {
+	return fmt.Sprintf("pod %s/%s container %s", s.target.Namespace, s.target.Pod, s.target.Container)
+}
+
+// run runs spire-server with args and the admin socket, and returns what it
+// printed on standard output.
+func (s *execServer) run(ctx context.Context, args ...string) ([]byte, error) {
+	command := append([]string{"spire-server"}, args...)
+	command = append(command, "-socketPath", s.target.SocketPath)
+	request := s.clientset.CoreV1().RESTClient().Post().
+		Resource("pods").Namespace(s.target.Namespace).Name(s.target.Pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{
+			Container: s.target.Container,
+			Command:   command,
+			Stdout:    true,
+			Stderr:    true,
+		}, scheme.ParameterCodec)
+	executor, err := remotecommand.NewSPDYExecutor(s.config, "POST", request.URL())
+	if err != nil {
+		return nil, fmt.Errorf("preparing exec: %w", err)
+	}
+	stdout := &limitedBuffer{limit: maxExecOutput}
+	stderr := &limitedBuffer{limit: 64 << 10}
+	err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		if message := strings.TrimSpace(stderr.String()); message != "" {
+			return nil, fmt.Errorf("%w: %s", err, message)
+		}
+		return nil, err
+	}
+	return stdout.Bytes(), nil
+}
+
+var errOutputTooLarge = errors.New("output too large")
+
+// limitedBuffer fails writes past limit bytes.
+type limitedBuffer struct {
+	bytes.Buffer
+	limit int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.limit {
+		return 0, errOutputTooLarge
+	}
+	return b.Buffer.Write(p)
+}

@@ -1,0 +1,106 @@
+// Package spireaccess reaches a zone's SPIRE server API, to read which
+// federated bundles the server holds (the ground truth of a federation
+// pair) and to ask it to refresh a peer's bundle at once instead of at its
+// next poll. Two transports: the server's admin socket, for an operator that
+// runs beside the server, and Kubernetes exec into the server's container,
+// which runs the spire-server command there.
+package spireaccess
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+
+	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"k8s.io/client-go/rest"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+)
+
+// Server is one SPIRE server's API, as far as federation needs it.
+type Server interface {
+	// FederatedBundles returns the bundles the server holds for other trust
+	// domains, by trust domain name.
+	FederatedBundles(ctx context.Context) (map[string]HeldBundle, error)
+	// RefreshBundle asks the server to fetch a federated trust domain's
+	// bundle from its endpoint now.
+	RefreshBundle(ctx context.Context, trustDomain string) error
+}
+
+// HeldBundle summarises a federated bundle a SPIRE server holds.
+type HeldBundle struct {
+	// X509Fingerprints are the SHA-256 fingerprints (lowercase hex) of its
+	// X.509 authorities, sorted.
+	X509Fingerprints []string
+	// Sequence is the bundle's sequence number.
+	Sequence uint64
+}
+
+// Holds says whether the held bundle has exactly the given X.509
+// authorities (fingerprints, any order).
+func (h HeldBundle) Holds(fingerprints []string) bool {
+	want := slices.Clone(fingerprints)
+	slices.Sort(want)
+	return slices.Equal(h.X509Fingerprints, want)
+}
+
+// maxBundles bounds how many federated bundles are read from one server.
+const maxBundles = 10000
+
+// heldBundles summarises bundles from the SPIRE API.
+func heldBundles(bundles []*types.Bundle, into map[string]HeldBundle) error {
+	for _, b := range bundles {
+		if len(into) >= maxBundles {
+			return fmt.Errorf("the server holds more than %d federated bundles", maxBundles)
+		}
+		held := HeldBundle{Sequence: b.GetSequenceNumber()}
+		for _, authority := range b.GetX509Authorities() {
+			sum := sha256.Sum256(authority.GetAsn1())
+			held.X509Fingerprints = append(held.X509Fingerprints, hex.EncodeToString(sum[:]))
+		}
+		slices.Sort(held.X509Fingerprints)
+		into[b.GetTrustDomain()] = held
+	}
+	return nil
+}
+
+// listRequest asks for the fields the summary needs.
+func listRequest(pageToken string) *bundlev1.ListFederatedBundlesRequest {
+	return &bundlev1.ListFederatedBundlesRequest{
+		OutputMask: &types.BundleMask{X509Authorities: true, SequenceNumber: true},
+		PageSize:   500,
+		PageToken:  pageToken,
+	}
+}
+
+// Access builds the Server of each zone from its spec. Its zero value is
+// ready to use.
+type Access struct {
+	sockets Sockets
+}
+
+// ServerFor returns the SPIRE server of a zone, or nil when the zone names
+// no way to reach it. config reaches the zone's cluster (for exec).
+func (a *Access) ServerFor(zone *spirefedv1alpha1.ZoneTrustDomain, config *rest.Config) (Server, error) {
+	access := zone.Spec.Spire.ServerAccess
+	switch {
+	case access == nil:
+		return nil, nil
+	case access.Socket != nil:
+		return a.sockets.Server(access.Socket.Path)
+	default:
+		target := zone.SpireServerExec()
+		return NewExecServer(config, ExecTarget{
+			Namespace:  zone.Spec.Spire.Namespace,
+			Pod:        target.Pod,
+			Container:  target.Container,
+			SocketPath: target.SocketPath,
+		})
+	}
+}
+
+// Close closes the connections to admin sockets.
+func (a *Access) Close() { a.sockets.Close() }

@@ -1,0 +1,310 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// SpireServerOptions describe a real SPIRE server to run as a local process.
+type SpireServerOptions struct {
+	// Name of the server: its folder and log file.
+	Name string
+	// TrustDomain of the server.
+	TrustDomain string
+	// Cluster receives the server's X.509 authorities, as the Helm chart
+	// sets it up: SPIRE's k8sbundle notifier keeps key bundle.crt of
+	// ConfigMap Namespace/ConfigMap there (both created if missing).
+	Cluster   *Cluster
+	Namespace string
+	ConfigMap string
+	// RefreshHint the bundle endpoint advertises; 5m (SPIRE's default) if zero.
+	RefreshHint time.Duration
+}
+
+// SpireServer is a spire-server process: sqlite datastore, disk key
+// manager (its CA survives a restart), join-token node attestation, and a
+// federation bundle endpoint (https_spiffe) on loopback.
+type SpireServer struct {
+	// TrustDomain of the server.
+	TrustDomain string
+	// SocketPath of its admin API.
+	SocketPath string
+	// BundleEndpointURL is where it serves its bundle.
+	BundleEndpointURL string
+	// Dir holds its configuration, data and log.
+	Dir string
+
+	opts       SpireServerOptions
+	binary     string
+	configPath string
+
+	mu   sync.Mutex
+	proc *process
+}
+
+// StartSpireServer writes a SPIRE server's configuration and starts it.
+// It is stopped with the environment.
+func (e *Env) StartSpireServer(ctx context.Context, opts SpireServerOptions) (*SpireServer, error) {
+	binary, err := Tool("spire-server")
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(e.root, "spire", opts.Name)
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return nil, fmt.Errorf("creating folder of SPIRE server %s: %w", opts.Name, err)
+	}
+	serverPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	bundlePort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	kubeconfigPath := filepath.Join(dir, "kubeconfig")
+	if err := writeClusterKubeconfig(opts.Cluster, "spire-server-"+opts.Name, kubeconfigPath); err != nil {
+		return nil, err
+	}
+	if err := ensureConfigMap(ctx, opts.Cluster.Client, opts.Namespace, opts.ConfigMap); err != nil {
+		return nil, err
+	}
+	hint := opts.RefreshHint
+	if hint <= 0 {
+		hint = 5 * time.Minute
+	}
+	server := &SpireServer{
+		TrustDomain:       opts.TrustDomain,
+		SocketPath:        filepath.Join(dir, "api.sock"),
+		BundleEndpointURL: "https://127.0.0.1:" + strconv.Itoa(bundlePort),
+		Dir:               dir,
+		opts:              opts,
+		binary:            binary,
+		configPath:        filepath.Join(dir, "server.conf"),
+	}
+	config := fmt.Sprintf(`server {
+    bind_address = "127.0.0.1"
+    bind_port = "%d"
+    socket_path = %q
+    trust_domain = %q
+    data_dir = %q
+    log_level = "DEBUG"
+    ca_ttl = "24h"
+    default_x509_svid_ttl = "1h"
+    federation {
+        bundle_endpoint {
+            address = "127.0.0.1"
+            port = %d
+            refresh_hint = %q
+        }
+    }
+}
+
+plugins {
+    DataStore "sql" {
+        plugin_data {
+            database_type = "sqlite3"
+            connection_string = %q
+        }
+    }
+    KeyManager "disk" {
+        plugin_data {
+            keys_path = %q
+        }
+    }
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    Notifier "k8sbundle" {
+        plugin_data {
+            namespace = %q
+            config_map = %q
+            config_map_key = "bundle.crt"
+            kube_config_file_path = %q
+        }
+    }
+}
+`, serverPort, server.SocketPath, opts.TrustDomain, filepath.Join(dir, "data"), bundlePort, hint.String(),
+		filepath.Join(dir, "data", "datastore.sqlite3"), filepath.Join(dir, "data", "keys.json"),
+		opts.Namespace, opts.ConfigMap, kubeconfigPath)
+	if err := os.WriteFile(server.configPath, []byte(config), 0o600); err != nil {
+		return nil, fmt.Errorf("writing configuration of SPIRE server %s: %w", opts.Name, err)
+	}
+	e.addStopper(server.Stop)
+	if err := server.Start(ctx); err != nil {
+		return nil, err
+	}
+	return server, nil
+}
+
+// Start starts the server (again) and waits until it is healthy.
+func (s *SpireServer) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		return fmt.Errorf("SPIRE server %s is running", s.opts.Name)
+	}
+	proc, err := startProcess(s.Dir, "spire-server", s.binary, "run", "-config", s.configPath)
+	if err != nil {
+		return err
+	}
+	s.proc = proc
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := s.CLI(ctx, "healthcheck")
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-proc.done:
+			s.proc = nil
+			return fmt.Errorf("SPIRE server %s exited; see %s", s.opts.Name, filepath.Join(s.Dir, "spire-server.log"))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("SPIRE server %s not healthy after 60s: %w", s.opts.Name, err)
+		}
+	}
+}
+
+// Stop stops the server; its data stays for a later Start.
+func (s *SpireServer) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return nil
+	}
+	err := s.proc.stop()
+	s.proc = nil
+	return err
+}
+
+// CLI runs the spire-server command against the server's admin socket
+// and returns its standard output.
+func (s *SpireServer) CLI(ctx context.Context, args ...string) ([]byte, error) {
+	args = append(args, "-socketPath", s.SocketPath)
+	cmd := exec.CommandContext(ctx, s.binary, args...)
+	out, err := cmd.Output()
+	if err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			return out, fmt.Errorf("spire-server %v: %w: %s", args, err, exitErr.Stderr)
+		}
+		return out, fmt.Errorf("spire-server %v: %w", args, err)
+	}
+	return out, nil
+}
+
+// StartSpireControllerManager runs spire-controller-manager as a local
+// process against a cluster's API server and a SPIRE server's admin socket,
+// handling the custom resources of className (webhooks off: they need
+// in-cluster configuration). It is stopped with the environment.
+func (e *Env) StartSpireControllerManager(cluster *Cluster, server *SpireServer, clusterName, className string) error {
+	binary, err := Tool("spire-controller-manager")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(server.Dir, "controller-manager")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating folder of spire-controller-manager: %w", err)
+	}
+	kubeconfigPath := filepath.Join(dir, "kubeconfig")
+	if err := writeClusterKubeconfig(cluster, "spire-controller-manager-"+server.opts.Name, kubeconfigPath); err != nil {
+		return err
+	}
+	configPath := filepath.Join(dir, "config.yaml")
+	config := fmt.Sprintf(`apiVersion: spire.spiffe.io/v1alpha1
+kind: ControllerManagerConfig
+metrics:
+  bindAddress: "0"
+health:
+  healthProbeBindAddress: "0"
+leaderElection:
+  leaderElect: false
+clusterName: %q
+trustDomain: %q
+spireServerSocketPath: %q
+className: %q
+validatingWebhookConfigurationName: spire-controller-manager-webhook
+ignoreNamespaces: [kube-system, kube-public]
+`, clusterName, server.TrustDomain, server.SocketPath, className)
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		return fmt.Errorf("writing spire-controller-manager configuration: %w", err)
+	}
+	proc, err := startProcessWithEnv(dir, "spire-controller-manager", binary,
+		[]string{"ENABLE_WEBHOOKS=false", "KUBECONFIG=" + kubeconfigPath}, "-config", configPath)
+	if err != nil {
+		return err
+	}
+	e.addStopper(proc.stop)
+	return nil
+}
+
+// addStopper registers what Stop must stop before the clusters.
+func (e *Env) addStopper(stop func() error) {
+	e.stoppersMu.Lock()
+	defer e.stoppersMu.Unlock()
+	e.stoppers = append(e.stoppers, stop)
+}
+
+// runStoppers stops, last started first, what addStopper registered.
+func (e *Env) runStoppers() error {
+	e.stoppersMu.Lock()
+	stoppers := e.stoppers
+	e.stoppers = nil
+	e.stoppersMu.Unlock()
+	var errs []error
+	for i := len(stoppers) - 1; i >= 0; i-- {
+		errs = append(errs, stoppers[i]())
+	}
+	return errors.Join(errs...)
+}
+
+func writeClusterKubeconfig(cluster *Cluster, user, path string) error {
+	kubeconfig, err := cluster.Kubeconfig(user, "system:masters")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+// ensureConfigMap creates a namespace and an empty ConfigMap in it, as the
+// SPIRE chart does for the k8sbundle notifier, unless they exist.
+func ensureConfigMap(ctx context.Context, c client.Client, namespace, name string) error {
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}},
+	} {
+		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating %T %s: %w", obj, name, err)
+		}
+	}
+	return nil
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer listener.Close()
+	return listener.Addr().(*net.TCPAddr).Port, nil
+}
