@@ -94,8 +94,11 @@ func (r *FederationMeshReconciler) mayRefresh(mesh, from, peer string) bool {
 	return true
 }
 
-// holdsCurrent says whether a SPIRE server holds the peer's current bundle:
-// the same X.509 authorities, and no older sequence.
+// holdsCurrent says whether a SPIRE server holds the peer's current
+// authorities: the same X.509 authorities and, once the peer's bundle came
+// from its endpoint (the bootstrap ConfigMap has no JWT keys), the same JWT
+// authorities. Sequences are not compared: SPIRE does not report the
+// sequence of federated bundles.
 func holdsCurrent(held map[string]spireaccess.HeldBundle, peer *spirefedv1alpha1.ZoneTrustDomain) bool {
 	bundle, ok := held[peer.Spec.TrustDomain]
 	current := peer.Status.Bundle
@@ -109,5 +112,5 @@ func holdsCurrent(held map[string]spireaccess.HeldBundle, peer *spirefedv1alpha1
 	if !bundle.Holds(fingerprints) {
 		return false
 	}
-	return current.Sequence == nil || bundle.Sequence >= uint64(*current.Sequence)
+	return current.Source != spirefedv1alpha1.BundleSourceEndpoint || bundle.HoldsJWTKeys(current.JWTAuthorityKeyIDs)
 }

@@ -219,7 +219,7 @@ func spirePairState(scope *meshScope, link plan.Link, set func(spirefedv1alpha1.
 			fmt.Sprintf("The SPIRE server of %s holds no bundle of %s yet", link.From, peerTrustDomain))
 	case !holdsCurrent(held, peer):
 		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonSpireBundleOutdated,
-			fmt.Sprintf("The SPIRE server of %s holds an older bundle of %s (sequence %d, %d X.509 authorities); a refresh was requested", link.From, peerTrustDomain, bundle.Sequence, len(bundle.X509Fingerprints)))
+			fmt.Sprintf("The SPIRE server of %s holds other authorities of %s than the current ones (%d X.509, %d JWT); a refresh was requested", link.From, peerTrustDomain, len(bundle.X509Fingerprints), len(bundle.JWTKeyIDs)))
 	}
 	return set(spirefedv1alpha1.PairConverged, spirefedv1alpha1.ReasonBundleHeld,
 		fmt.Sprintf("The SPIRE server of %s holds the current bundle of %s", link.From, peerTrustDomain))

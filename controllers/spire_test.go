@@ -10,7 +10,9 @@ import (
 
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/protobuf/encoding/protojson"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
@@ -42,9 +44,20 @@ func startSpireZone(t *testing.T, name, clusterName string) *spireZone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := env.StartSpireControllerManager(cluster, server, name, className); err != nil {
+	manager, err := env.StartSpireControllerManager(cluster, server, name, className)
+	if err != nil {
 		t.Fatal(err)
 	}
+	// Stop SPIRE when the test ends: its watches would hold up the zone's
+	// API server in later tests that stop it. The zone goes first.
+	t.Cleanup(func() {
+		for _, stop := range []func() error{manager.Stop, server.Stop} {
+			if err := stop(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	t.Cleanup(func() { deleteZone(t, name) })
 	zone := newZoneAt(name, server.TrustDomain, testenv.KubeconfigSecretName(clusterName), server.BundleEndpointURL)
 	zone.Spec.Spire.Namespace = namespace
 	zone.Spec.Spire.ClassName = className
@@ -160,7 +173,7 @@ func TestFederationWithSPIRE(t *testing.T) {
 	t.Cleanup(func() { waitForDeletion(t, mesh) })
 
 	t.Run("every SPIRE server holds every peer's current bundle", func(t *testing.T) {
-		got := waitForMeshCondition(t, "spire", spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "all 6 pairs are converged")
+		got := waitForMeshCondition(t, "spire", spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "All 6 pairs are converged")
 		for _, pair := range got.Status.Pairs {
 			if pair.State != spirefedv1alpha1.PairConverged || pair.Reason != spirefedv1alpha1.ReasonBundleHeld {
 				t.Errorf("pair %+v", pair)
@@ -223,6 +236,27 @@ func TestFederationWithSPIRE(t *testing.T) {
 		waitForMeshCondition(t, "spire", spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
 		waitForSpire(t, zones, fullMesh, 30)
 	})
+}
+
+// deleteZone deletes a zone and waits until its finalizer has run.
+func deleteZone(t testing.TB, name string) {
+	t.Helper()
+	zone := &spirefedv1alpha1.ZoneTrustDomain{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := env.Management.Client.Delete(testCtx, zone); client.IgnoreNotFound(err) != nil {
+		t.Error(err)
+		return
+	}
+	deadline := testDeadline(30)
+	for {
+		err := env.Management.Client.Get(testCtx, client.ObjectKeyFromObject(zone), zone)
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if deadline() {
+			t.Errorf("zone %s not deleted: %v", name, err)
+			return
+		}
+	}
 }
 
 // waitForPairReason waits until a pair of a mesh has a reason.

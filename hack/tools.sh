@@ -35,7 +35,7 @@ spec() {
 	etcd) echo "etcd $etcd_version ." ;;
 	kwok | kwokctl) echo "kwok $kwok_version sigs.k8s.io/kwok/cmd/$1" ;;
 	spire-server | spire-agent)
-		echo "spire $spire_version github.com/spiffe/spire/cmd/$1 -X=github.com/spiffe/spire/pkg/common/version.gittag=$spire_version" ;;
+		echo "spire $spire_version github.com/spiffe/spire/cmd/$1 -X=github.com/spiffe/spire/pkg/common/version.gittag=${spire_version#v}" ;;
 	spire-controller-manager) echo "scm $scm_version github.com/spiffe/spire-controller-manager/cmd" ;;
 	controller-gen) echo "controller-gen $cg_version sigs.k8s.io/controller-tools/cmd/controller-gen" ;;
 	*) echo "unknown tool $1" >&2; return 1 ;;
@@ -44,10 +44,17 @@ spec() {
 
 all_tools="controller-gen etcd kube-apiserver kube-controller-manager kube-scheduler kwok kwokctl spire-server spire-agent spire-controller-manager"
 
+# path_of TOOL: bin/<tool>-<version>[-<hash of ldflags>]/<tool>, so that a
+# change of build flags rebuilds the tool.
 path_of() {
-	local s; s=$(spec "$1")
-	read -r _ version _ _ <<<"$s"
-	echo "$bin/$1-$version/$1"
+	local s version ldflags key
+	s=$(spec "$1")
+	read -r _ version _ ldflags <<<"$s"
+	key=$version
+	if [ -n "$ldflags" ]; then
+		key=$version-$(printf '%s' "$ldflags" | sha256sum | cut -c1-8)
+	fi
+	echo "$bin/$1-$key/$1"
 }
 
 build() {

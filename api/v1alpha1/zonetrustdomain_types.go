@@ -180,6 +180,13 @@ type ExecAccess struct {
 	// +optional
 	Container string `json:"container,omitempty"`
 
+	// Command is the spire-server executable inside the container.
+	// +kubebuilder:default=/opt/spire/bin/spire-server
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	// +optional
+	Command string `json:"command,omitempty"`
+
 	// SocketPath of the admin API inside the container.
 	// +kubebuilder:default=/tmp/spire-server/private/api.sock
 	// +kubebuilder:validation:MaxLength=107
@@ -476,6 +483,9 @@ func (z *ZoneTrustDomain) SpireServerExec() *ExecAccess {
 	}
 	if target.Container == "" {
 		target.Container = "spire-server"
+	}
+	if target.Command == "" {
+		target.Command = "/opt/spire/bin/spire-server"
 	}
 	if target.SocketPath == "" {
 		target.SocketPath = "/tmp/spire-server/private/api.sock"

@@ -19,12 +19,13 @@ import (
 // maxExecOutput bounds what one spire-server command may print.
 const maxExecOutput = 16 << 20
 
-// ExecTarget is the container running a SPIRE server, and the admin socket
-// inside it.
+// ExecTarget is the container running a SPIRE server, the spire-server
+// executable and the admin socket inside it.
 type ExecTarget struct {
 	Namespace  string
 	Pod        string
 	Container  string
+	Command    string
 	SocketPath string
 }
 
@@ -78,10 +79,10 @@ func (s *execServer) where() string {
 	return fmt.Sprintf("pod %s/%s container %s", s.target.Namespace, s.target.Pod, s.target.Container)
 }
 
-// run runs spire-server with args and the admin socket, and returns what it
+// run runs the spire-server command with args and the admin socket, and returns what it
 // printed on standard output.
 func (s *execServer) run(ctx context.Context, args ...string) ([]byte, error) {
-	command := append([]string{"spire-server"}, args...)
+	command := append([]string{s.target.Command}, args...)
 	command = append(command, "-socketPath", s.target.SocketPath)
 	request := s.clientset.CoreV1().RESTClient().Post().
 		Resource("pods").Namespace(s.target.Namespace).Name(s.target.Pod).SubResource("exec").

@@ -35,16 +35,30 @@ type HeldBundle struct {
 	// X509Fingerprints are the SHA-256 fingerprints (lowercase hex) of its
 	// X.509 authorities, sorted.
 	X509Fingerprints []string
-	// Sequence is the bundle's sequence number.
+	// JWTKeyIDs are the key IDs of its JWT authorities, sorted.
+	JWTKeyIDs []string
+	// Sequence is the bundle's sequence number, as the server reports it
+	// (SPIRE 1.15 reports 0 for federated bundles).
 	Sequence uint64
 }
 
 // Holds says whether the held bundle has exactly the given X.509
 // authorities (fingerprints, any order).
 func (h HeldBundle) Holds(fingerprints []string) bool {
-	want := slices.Clone(fingerprints)
+	return sameSet(h.X509Fingerprints, fingerprints)
+}
+
+// HoldsJWTKeys says whether the held bundle has exactly the given JWT
+// authorities (key IDs, any order).
+func (h HeldBundle) HoldsJWTKeys(keyIDs []string) bool {
+	return sameSet(h.JWTKeyIDs, keyIDs)
+}
+
+// sameSet compares a sorted slice with one in any order.
+func sameSet(sorted, other []string) bool {
+	want := slices.Clone(other)
 	slices.Sort(want)
-	return slices.Equal(h.X509Fingerprints, want)
+	return slices.Equal(sorted, want)
 }
 
 // maxBundles bounds how many federated bundles are read from one server.
@@ -62,6 +76,10 @@ func heldBundles(bundles []*types.Bundle, into map[string]HeldBundle) error {
 			held.X509Fingerprints = append(held.X509Fingerprints, hex.EncodeToString(sum[:]))
 		}
 		slices.Sort(held.X509Fingerprints)
+		for _, authority := range b.GetJwtAuthorities() {
+			held.JWTKeyIDs = append(held.JWTKeyIDs, authority.GetKeyId())
+		}
+		slices.Sort(held.JWTKeyIDs)
 		into[b.GetTrustDomain()] = held
 	}
 	return nil
@@ -70,7 +88,7 @@ func heldBundles(bundles []*types.Bundle, into map[string]HeldBundle) error {
 // listRequest asks for the fields the summary needs.
 func listRequest(pageToken string) *bundlev1.ListFederatedBundlesRequest {
 	return &bundlev1.ListFederatedBundlesRequest{
-		OutputMask: &types.BundleMask{X509Authorities: true, SequenceNumber: true},
+		OutputMask: &types.BundleMask{X509Authorities: true, JwtAuthorities: true, SequenceNumber: true},
 		PageSize:   500,
 		PageToken:  pageToken,
 	}
@@ -97,6 +115,7 @@ func (a *Access) ServerFor(zone *spirefedv1alpha1.ZoneTrustDomain, config *rest.
 			Namespace:  zone.Spec.Spire.Namespace,
 			Pod:        target.Pod,
 			Container:  target.Container,
+			Command:    target.Command,
 			SocketPath: target.SocketPath,
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -146,6 +147,18 @@ func (c *Cluster) startKWOK(ctx context.Context) error {
 		return fmt.Errorf("writing kubeconfig of cluster %s: %w", c.Name, err)
 	}
 	saKey := filepath.Join(c.dir, "pki", "sa-signer.key")
+	kubeletPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	kubeletCert, kubeletKey, err := writeKubeletServingCertificate(filepath.Join(c.dir, "pki"))
+	if err != nil {
+		return err
+	}
+	execConfig, err := c.writeExecConfig()
+	if err != nil {
+		return err
+	}
 	commands := []struct {
 		tool string
 		args []string
@@ -170,6 +183,12 @@ func (c *Cluster) startKWOK(ctx context.Context) error {
 			"--node-lease-duration-seconds=40",
 			"--cidr=10.0.0.1/16",
 			"--node-ip=127.0.0.1",
+			// The kubelet API of the fake node: exec runs on this machine.
+			"--node-port=" + strconv.Itoa(kubeletPort),
+			"--server-address=127.0.0.1:" + strconv.Itoa(kubeletPort),
+			"--tls-cert-file=" + kubeletCert,
+			"--tls-private-key-file=" + kubeletKey,
+			"--config=" + execConfig,
 		}},
 	}
 	for _, command := range commands {
@@ -184,6 +203,49 @@ func (c *Cluster) startKWOK(ctx context.Context) error {
 		c.processes = append(c.processes, cmd)
 	}
 	return c.createFakeNode(ctx)
+}
+
+// ExecBinDir is the folder whose commands an exec into a Pod of a KWOK
+// cluster runs (on this machine, with no container around them).
+func (c *Cluster) ExecBinDir() string { return filepath.Join(c.dir, "exec-bin") }
+
+// ExposeToExec makes a tool of hack/tools.sh runnable by exec into the
+// cluster's Pods, under its own name.
+func (c *Cluster) ExposeToExec(tool string) error {
+	path, err := Tool(tool)
+	if err != nil {
+		return err
+	}
+	link := filepath.Join(c.ExecBinDir(), tool)
+	if err := os.Symlink(path, link); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("exposing %s to exec in cluster %s: %w", tool, c.Name, err)
+	}
+	return nil
+}
+
+// writeExecConfig writes KWOK's configuration: exec into any container of
+// any Pod runs the command on this machine with ExecBinDir first in PATH.
+func (c *Cluster) writeExecConfig() (string, error) {
+	if err := os.MkdirAll(c.ExecBinDir(), 0o700); err != nil {
+		return "", fmt.Errorf("creating %s: %w", c.ExecBinDir(), err)
+	}
+	config := fmt.Sprintf(`apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterExec
+metadata:
+  name: run-on-host
+spec:
+  execs:
+  - local:
+      workDir: %q
+      envs:
+      - name: PATH
+        value: %q
+`, c.dir, c.ExecBinDir()+":/usr/local/bin:/usr/bin:/bin")
+	path := filepath.Join(c.dir, "kwok.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return "", fmt.Errorf("writing KWOK configuration of cluster %s: %w", c.Name, err)
+	}
+	return path, nil
 }
 
 // FakeNodeName is the name of the node KWOK simulates in KWOK clusters.

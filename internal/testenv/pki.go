@@ -12,6 +12,8 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -130,3 +132,29 @@ func serial() *big.Int {
 
 // Chain is the CA certificate alone, as a bundle's X.509 authorities.
 func (ca *CA) Chain() []*x509.Certificate { return []*x509.Certificate{ca.Cert} }
+
+// writeKubeletServingCertificate writes a serving certificate for the KWOK
+// node's kubelet API on 127.0.0.1 (the API server does not verify it) and
+// returns the paths of the certificate and key PEM files.
+func writeKubeletServingCertificate(dir string) (string, string, error) {
+	ca, err := NewCA("kwok kubelet")
+	if err != nil {
+		return "", "", err
+	}
+	serving, err := ca.NewServingCertificate("", "localhost")
+	if err != nil {
+		return "", "", err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(serving.PrivateKey)
+	if err != nil {
+		return "", "", fmt.Errorf("encoding kubelet key: %w", err)
+	}
+	certPath, keyPath := filepath.Join(dir, "kubelet.crt"), filepath.Join(dir, "kubelet.key")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: serving.Certificate[0]}), 0o600); err != nil {
+		return "", "", fmt.Errorf("writing kubelet certificate: %w", err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return "", "", fmt.Errorf("writing kubelet key: %w", err)
+	}
+	return certPath, keyPath, nil
+}

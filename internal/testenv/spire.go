@@ -213,18 +213,18 @@ func (s *SpireServer) CLI(ctx context.Context, args ...string) ([]byte, error) {
 // process against a cluster's API server and a SPIRE server's admin socket,
 // handling the custom resources of className (webhooks off: they need
 // in-cluster configuration). It is stopped with the environment.
-func (e *Env) StartSpireControllerManager(cluster *Cluster, server *SpireServer, clusterName, className string) error {
+func (e *Env) StartSpireControllerManager(cluster *Cluster, server *SpireServer, clusterName, className string) (*SpireControllerManager, error) {
 	binary, err := Tool("spire-controller-manager")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dir := filepath.Join(server.Dir, "controller-manager")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating folder of spire-controller-manager: %w", err)
+		return nil, fmt.Errorf("creating folder of spire-controller-manager: %w", err)
 	}
 	kubeconfigPath := filepath.Join(dir, "kubeconfig")
 	if err := writeClusterKubeconfig(cluster, "spire-controller-manager-"+server.opts.Name, kubeconfigPath); err != nil {
-		return err
+		return nil, err
 	}
 	configPath := filepath.Join(dir, "config.yaml")
 	config := fmt.Sprintf(`apiVersion: spire.spiffe.io/v1alpha1
@@ -243,15 +243,30 @@ validatingWebhookConfigurationName: spire-controller-manager-webhook
 ignoreNamespaces: [kube-system, kube-public]
 `, clusterName, server.TrustDomain, server.SocketPath, className)
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
-		return fmt.Errorf("writing spire-controller-manager configuration: %w", err)
+		return nil, fmt.Errorf("writing spire-controller-manager configuration: %w", err)
 	}
 	proc, err := startProcessWithEnv(dir, "spire-controller-manager", binary,
 		[]string{"ENABLE_WEBHOOKS=false", "KUBECONFIG=" + kubeconfigPath}, "-config", configPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	e.addStopper(proc.stop)
-	return nil
+	manager := &SpireControllerManager{proc: proc}
+	e.addStopper(manager.Stop)
+	return manager, nil
+}
+
+// SpireControllerManager is a spire-controller-manager process.
+type SpireControllerManager struct {
+	once sync.Once
+	proc *process
+	err  error
+}
+
+// Stop stops the process (once; later calls return the first result). Its
+// watches would otherwise hold up the API server's shutdown.
+func (m *SpireControllerManager) Stop() error {
+	m.once.Do(func() { m.err = m.proc.stop() })
+	return m.err
 }
 
 // addStopper registers what Stop must stop before the clusters.
