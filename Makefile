@@ -37,6 +37,11 @@ tools: ## Build every tool the tests and the lab need (a warm run rebuilds nothi
 test: tools generate manifests fmt vet ## Run all tests against real API servers and components.
 	go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: tools ## Run the benchmarks: planner and rotation propagation (figures in the README).
+	go test ./internal/plan -run '^$$' -bench Compute -benchtime 3x
+	go test ./controllers -run '^$$' -bench Propagation -benchtime 10x
+
 ##@ Build and run
 
 .PHONY: build

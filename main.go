@@ -40,6 +40,7 @@ type options struct {
 	meshResyncInterval time.Duration
 	fetchTimeout       time.Duration
 	minFetchInterval   time.Duration
+	spireRefresh       time.Duration
 	zap                zap.Options
 }
 
@@ -54,6 +55,7 @@ func main() {
 	flag.DurationVar(&opts.meshResyncInterval, "mesh-resync-interval", controllers.DefaultMeshResyncInterval, "How often each mesh is reconciled to repair drift in the zones.")
 	flag.DurationVar(&opts.fetchTimeout, "bundle-fetch-timeout", 10*time.Second, "Timeout of one bundle endpoint fetch.")
 	flag.DurationVar(&opts.minFetchInterval, "min-bundle-fetch-interval", 30*time.Second, "Lower bound on the interval between fetches of one bundle endpoint, whatever its refresh hint.")
+	flag.DurationVar(&opts.spireRefresh, "spire-refresh-interval", controllers.DefaultSpireRefreshInterval, "Least time between two requests to a zone's SPIRE server to refresh the same peer's bundle.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
@@ -120,12 +122,13 @@ func run(ctx context.Context, opts options) error {
 	spireServers := &spireaccess.Access{}
 	defer spireServers.Close()
 	if err := (&controllers.FederationMeshReconciler{
-		Client:         mgr.GetClient(),
-		Zones:          zoneRegistry,
-		Applier:        applier,
-		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
-		ResyncInterval: opts.meshResyncInterval,
-		Spire:          spireServers,
+		Client:               mgr.GetClient(),
+		Zones:                zoneRegistry,
+		Applier:              applier,
+		EventRecorder:        mgr.GetEventRecorder("spire-federation-operator"),
+		ResyncInterval:       opts.meshResyncInterval,
+		Spire:                spireServers,
+		SpireRefreshInterval: opts.spireRefresh,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up FederationMesh controller: %w", err)
 	}
