@@ -26,6 +26,7 @@ import (
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
+	"github.com/spirefed/spire-federation-operator/internal/spirehelm"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
 
@@ -114,8 +115,14 @@ func run(ctx context.Context, opts options) error {
 		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
 		ResyncInterval: opts.zoneResyncInterval,
 		Applier:        applier,
-		Fetcher:        bundle.Fetcher{Timeout: opts.fetchTimeout},
-		FetchSchedule:  controllers.FetchSchedule{MinInterval: opts.minFetchInterval},
+		Helm: &controllers.HelmOptions{
+			Installer: &spirehelm.Installer{},
+			Charts:    &spirehelm.ChartSource{},
+		},
+		APIReader:     mgr.GetAPIReader(),
+		Namespace:     opts.namespace,
+		Fetcher:       bundle.Fetcher{Timeout: opts.fetchTimeout},
+		FetchSchedule: controllers.FetchSchedule{MinInterval: opts.minFetchInterval},
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up ZoneTrustDomain controller: %w", err)
 	}

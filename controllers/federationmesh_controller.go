@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -46,6 +48,9 @@ type FederationMeshReconciler struct {
 	Zones *zones.Registry
 	// Applier writes the plans.
 	Applier *apply.Applier
+	// APIReader reads zones uncached right before writing to them, so that
+	// a zone being deleted is never written to.
+	APIReader client.Reader
 	// EventRecorder records condition transitions.
 	EventRecorder events.EventRecorder
 	// ResyncInterval; DefaultMeshResyncInterval if zero.
@@ -80,13 +85,43 @@ type refreshKey struct {
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *FederationMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.EventRecorder == nil || r.Zones == nil || r.Applier == nil {
-		return errors.New("FederationMeshReconciler needs Zones, Applier and EventRecorder")
+	if r.EventRecorder == nil || r.Zones == nil || r.Applier == nil || r.APIReader == nil {
+		return errors.New("FederationMeshReconciler needs Zones, Applier, APIReader and EventRecorder")
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&spirefedv1alpha1.FederationMesh{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&spirefedv1alpha1.ZoneTrustDomain{}, handler.EnqueueRequestsFromMapFunc(r.meshesForZone)).
+		Watches(&spirefedv1alpha1.ZoneTrustDomain{}, handler.EnqueueRequestsFromMapFunc(r.meshesForZone),
+			builder.WithPredicates(predicate.Funcs{UpdateFunc: zoneChangeMatters})).
 		Complete(r)
+}
+
+// zoneChangeMatters filters zone updates down to what a mesh acts on: the
+// spec, labels, deletion, the bundle, and readiness. A fetch that changes
+// only its timestamp does not reconcile every mesh.
+func zoneChangeMatters(e event.UpdateEvent) bool {
+	before, ok1 := e.ObjectOld.(*spirefedv1alpha1.ZoneTrustDomain)
+	after, ok2 := e.ObjectNew.(*spirefedv1alpha1.ZoneTrustDomain)
+	if !ok1 || !ok2 {
+		return true
+	}
+	digest := func(z *spirefedv1alpha1.ZoneTrustDomain) string {
+		if z.Status.Bundle == nil {
+			return ""
+		}
+		return z.Status.Bundle.Digest
+	}
+	condition := func(z *spirefedv1alpha1.ZoneTrustDomain, conditionType string) string {
+		if c := meta.FindStatusCondition(z.Status.Conditions, conditionType); c != nil {
+			return string(c.Status) + "/" + c.Reason
+		}
+		return ""
+	}
+	return before.Generation != after.Generation ||
+		!equality.Semantic.DeepEqual(before.Labels, after.Labels) ||
+		!before.DeletionTimestamp.Equal(after.DeletionTimestamp) ||
+		digest(before) != digest(after) ||
+		condition(before, spirefedv1alpha1.ReadyCondition) != condition(after, spirefedv1alpha1.ReadyCondition) ||
+		condition(before, spirefedv1alpha1.BundleFetchedCondition) != condition(after, spirefedv1alpha1.BundleFetchedCondition)
 }
 
 // meshesForZone maps a zone to every mesh: meshes are few, and a zone's
@@ -159,6 +194,15 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	mesh.Status.ObservedGeneration = mesh.Generation
 	setMeshMembers(mesh, scope.members)
+	if reason := applyBlocker(mesh, scope.members); reason != "" {
+		// Writing now could flip objects between zones or prune the whole
+		// federation on a typo: keep what the zones hold until it is fixed.
+		mesh.Status.Pairs, mesh.Status.PairTotals = nil, nil
+		resolved := meta.FindStatusCondition(mesh.Status.Conditions, spirefedv1alpha1.ZonesResolvedCondition)
+		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ConvergedCondition, metav1.ConditionFalse, reason,
+			resolved.Message+"; nothing is written or removed in the zones until this is fixed")
+		return ctrl.Result{RequeueAfter: r.resyncInterval()}, nil
+	}
 	r.observeZones(ctx, scope)
 	scope.plan = plan.Compute(planInput(scope))
 	r.applyPlan(ctx, scope)
@@ -218,7 +262,7 @@ func (r *FederationMeshReconciler) observeSpire(ctx context.Context, scope *mesh
 	if err == nil {
 		scope.spireServers[zone.Name] = server
 		var held map[string]spireaccess.HeldBundle
-		if held, err = server.FederatedBundles(ctx); err == nil {
+		if held, err = readSpire(ctx, server, zone.Spec.TrustDomain); err == nil {
 			scope.spireHeld[zone.Name] = held
 			return
 		}
@@ -272,6 +316,10 @@ func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshSco
 	scope.applied = map[string]apply.Result{}
 	scope.applyErrors = map[string]error{}
 	for name, connected := range scope.connected {
+		if err := r.claimZone(ctx, scope.mesh, name); err != nil {
+			scope.applyErrors[name] = err
+			continue
+		}
 		zonePlan := scope.plan.Zones[name]
 		result, err := r.Applier.Apply(ctx, connected.Client, scope.live[name], zonePlan)
 		metrics.ZoneWrites.WithLabelValues(name).Add(float64(result.Writes + result.Deletes))
@@ -280,13 +328,38 @@ func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshSco
 			scope.applyErrors[name] = fmt.Errorf("applying mesh %s in zone %s: %w", scope.mesh.Name, name, err)
 			continue
 		}
-		addAppliedZone(scope.mesh, name)
 		for _, id := range zonePlan.SPIFFEIDs {
 			if len(id.Spec.FederatesWith) < len(zonePlan.FederatedTrustDomains) {
 				scope.pendingCount++ // federatesWith waits for bundles in the zone
 			}
 		}
+		scope.pendingCount += result.Deferred // offboarding continues next pass
 	}
+}
+
+// errZoneDeleting stops writes to a zone that is being deleted.
+var errZoneDeleting = errors.New("the zone is being deleted")
+
+// claimZone records, before the mesh first writes to a zone, that it may
+// own objects there (so that the zone's deletion waits for the mesh to
+// clean up), then reads the zone uncached to make sure it is not being
+// deleted.
+func (r *FederationMeshReconciler) claimZone(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, name string) error {
+	if !slices.Contains(mesh.Status.AppliedZones, name) {
+		before := mesh.DeepCopy()
+		addAppliedZone(mesh, name)
+		if err := r.Status().Patch(ctx, mesh, client.MergeFrom(before)); err != nil {
+			return fmt.Errorf("recording zone %s in mesh %s: %w", name, mesh.Name, err)
+		}
+	}
+	zone := &spirefedv1alpha1.ZoneTrustDomain{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, zone); err != nil {
+		return fmt.Errorf("reading zone %s: %w", name, err)
+	}
+	if !zone.DeletionTimestamp.IsZero() {
+		return fmt.Errorf("writing mesh %s to zone %s: %w", mesh.Name, name, errZoneDeleting)
+	}
+	return nil
 }
 
 // cleanupFormerZones removes what the mesh owns in zones that left it. A
@@ -332,7 +405,7 @@ func (r *FederationMeshReconciler) cleanupZone(ctx context.Context, mesh *spiref
 	if err != nil {
 		return false, fmt.Errorf("removing mesh %s from zone %s: %w", mesh.Name, name, err)
 	}
-	return true, nil
+	return result.Deferred == 0, nil
 }
 
 // reconcileDelete removes what the mesh owns in every zone it wrote to,

@@ -2,8 +2,10 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
@@ -26,11 +28,16 @@ func (r *FederationMeshReconciler) refreshSpire(ctx context.Context, scope *mesh
 			continue
 		}
 		peer := scope.members[link.To]
-		if holdsCurrent(held, peer) || !r.mayRefresh(scope.mesh.Name, link.From, peer.Spec.TrustDomain) {
+		// A peer whose endpoint fails cannot be fetched by SPIRE either.
+		if holdsCurrent(held, peer) || !meta.IsStatusConditionTrue(peer.Status.Conditions, spirefedv1alpha1.BundleFetchedCondition) ||
+			!r.mayRefresh(scope.mesh.Name, link.From, peer.Spec.TrustDomain) {
 			continue
 		}
 		log := ctrl.LoggerFrom(ctx).WithValues("zone", link.From, "peer", peer.Spec.TrustDomain)
-		if err := server.RefreshBundle(ctx, peer.Spec.TrustDomain); err != nil {
+		callCtx, cancel := context.WithTimeout(ctx, spireCallTimeout)
+		err := server.RefreshBundle(callCtx, peer.Spec.TrustDomain)
+		cancel()
+		if err != nil {
 			// Typically: spire-controller-manager has not created the
 			// relationship yet. The pair stays Pending and is retried.
 			log.V(1).Info("SPIRE bundle refresh failed", "error", err.Error())
@@ -42,7 +49,7 @@ func (r *FederationMeshReconciler) refreshSpire(ctx context.Context, scope *mesh
 		refreshed[link.From] = true
 	}
 	for name := range refreshed {
-		held, err := scope.spireServers[name].FederatedBundles(ctx)
+		held, err := readSpire(ctx, scope.spireServers[name], scope.members[name].Spec.TrustDomain)
 		if err != nil {
 			scope.spireErrors[name] = err.Error()
 			delete(scope.spireHeld, name)
@@ -50,6 +57,24 @@ func (r *FederationMeshReconciler) refreshSpire(ctx context.Context, scope *mesh
 		}
 		scope.spireHeld[name] = held
 	}
+}
+
+// spireCallTimeout bounds one call to a SPIRE server.
+const spireCallTimeout = 10 * time.Second
+
+// readSpire checks that a SPIRE server is the zone's own (its trust domain)
+// and reads the federated bundles it holds.
+func readSpire(ctx context.Context, server spireaccess.Server, trustDomain string) (map[string]spireaccess.HeldBundle, error) {
+	ctx, cancel := context.WithTimeout(ctx, spireCallTimeout)
+	defer cancel()
+	own, err := server.TrustDomain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if own != trustDomain {
+		return nil, fmt.Errorf("the SPIRE server reached is the one of trust domain %q, not %q: check spire.serverAccess", own, trustDomain)
+	}
+	return server.FederatedBundles(ctx)
 }
 
 // SpireRefreshes counts the refresh requests the reconciler sent.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,6 +62,23 @@ func setMeshMembers(mesh *spirefedv1alpha1.FederationMesh, members map[string]*s
 	}
 	setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue,
 		spirefedv1alpha1.ReasonSucceeded, fmt.Sprintf("All %d member zones are Ready", len(names)))
+}
+
+// applyBlocker returns the ZonesResolved reason that forbids writing to
+// the zones, or "": two members with one trust domain (their objects would
+// overwrite each other), or a selector that matches no zone (a typo must
+// not offboard the whole federation).
+func applyBlocker(mesh *spirefedv1alpha1.FederationMesh, members map[string]*spirefedv1alpha1.ZoneTrustDomain) string {
+	resolved := meta.FindStatusCondition(mesh.Status.Conditions, spirefedv1alpha1.ZonesResolvedCondition)
+	switch {
+	case resolved == nil || resolved.Status == metav1.ConditionTrue:
+		return ""
+	case resolved.Reason == spirefedv1alpha1.ReasonDuplicateTrustDomain:
+		return resolved.Reason
+	case mesh.Spec.Zones.Selector != nil && len(members) == 0:
+		return resolved.Reason
+	}
+	return ""
 }
 
 // resolveProblem returns why the members do not fit the spec, or "" when
@@ -170,7 +188,7 @@ func pairStatus(scope *meshScope, link plan.Link, gated bool) spirefedv1alpha1.P
 		return pair
 	}
 	if why, ok := scope.unreachable[link.From]; ok {
-		return set(spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.ReasonUnreachable, fmt.Sprintf("Zone %s cannot be reached: %s", link.From, why))
+		return set(spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.ReasonUnreachable, fmt.Sprintf("Zone %s cannot be reached: %s", link.From, brief(why)))
 	}
 	if gated {
 		return set(spirefedv1alpha1.PairGated, spirefedv1alpha1.ReasonPeerBundleUnknown, fmt.Sprintf("The bundle of %s is not known yet; nothing is written", peerTrustDomain))
@@ -179,7 +197,7 @@ func pairStatus(scope *meshScope, link plan.Link, gated bool) spirefedv1alpha1.P
 		return set(spirefedv1alpha1.PairConflict, spirefedv1alpha1.ReasonConflict, message)
 	}
 	if err, failed := scope.applyErrors[link.From]; failed && !scope.applied[link.From].Current[peerTrustDomain] {
-		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonApplyFailed, err.Error())
+		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonApplyFailed, brief(err.Error()))
 	}
 	if peer.Status.Bundle != nil {
 		pair.PeerSequence = peer.Status.Bundle.Sequence
@@ -190,7 +208,7 @@ func pairStatus(scope *meshScope, link plan.Link, gated bool) spirefedv1alpha1.P
 	if fetched := meta.FindStatusCondition(peer.Status.Conditions, spirefedv1alpha1.BundleFetchedCondition); fetched == nil || fetched.Status != metav1.ConditionTrue {
 		reason := "not fetched yet"
 		if fetched != nil {
-			reason = fetched.Reason + ": " + fetched.Message
+			reason = fetched.Reason + ": " + brief(fetched.Message)
 		}
 		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonPeerBundleNotRefreshed,
 			fmt.Sprintf("%s holds the last good bundle of %s, which cannot be refreshed (%s)", link.From, peerTrustDomain, reason))
@@ -205,7 +223,7 @@ func spirePairState(scope *meshScope, link plan.Link, set func(spirefedv1alpha1.
 	peerTrustDomain := peer.Spec.TrustDomain
 	if why, failed := scope.spireErrors[link.From]; failed {
 		return set(spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonSpireUnreachable,
-			fmt.Sprintf("The ClusterFederatedTrustDomain for %s in %s is current, but the zone's SPIRE server cannot be read: %s", peerTrustDomain, link.From, why))
+			fmt.Sprintf("The ClusterFederatedTrustDomain for %s in %s is current, but the zone's SPIRE server cannot be read: %s", peerTrustDomain, link.From, brief(why)))
 	}
 	held, observed := scope.spireHeld[link.From]
 	if !observed {
@@ -219,10 +237,26 @@ func spirePairState(scope *meshScope, link plan.Link, set func(spirefedv1alpha1.
 			fmt.Sprintf("The SPIRE server of %s holds no bundle of %s yet", link.From, peerTrustDomain))
 	case !holdsCurrent(held, peer):
 		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonSpireBundleOutdated,
-			fmt.Sprintf("The SPIRE server of %s holds other authorities of %s than the current ones (%d X.509, %d JWT); a refresh was requested", link.From, peerTrustDomain, len(bundle.X509Fingerprints), len(bundle.JWTKeyIDs)))
+			fmt.Sprintf("The SPIRE server of %s holds other authorities of %s than the current ones (%d X.509, %d JWT); the operator asks it to refresh", link.From, peerTrustDomain, len(bundle.X509Fingerprints), len(bundle.JWTKeyIDs)))
 	}
 	return set(spirefedv1alpha1.PairConverged, spirefedv1alpha1.ReasonBundleHeld,
 		fmt.Sprintf("The SPIRE server of %s holds the current bundle of %s", link.From, peerTrustDomain))
+}
+
+// maxDetail bounds the error text a pair message carries: a mesh has many
+// pairs, and status must stay small.
+const maxDetail = 300
+
+// brief shortens an error text for a status message.
+func brief(detail string) string {
+	if len(detail) <= maxDetail {
+		return detail
+	}
+	cut := maxDetail
+	for cut > 0 && !utf8.RuneStart(detail[cut]) {
+		cut--
+	}
+	return detail[:cut] + "…"
 }
 
 // pairsSettling says whether a pair waits for something that happens

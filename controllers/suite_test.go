@@ -25,6 +25,7 @@ import (
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
+	"github.com/spirefed/spire-federation-operator/internal/spirehelm"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
@@ -118,13 +119,23 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
 		ResyncInterval: time.Second,
 		Applier:        applier,
-		Fetcher:        bundle.Fetcher{Timeout: 2 * time.Second},
-		FetchSchedule:  FetchSchedule{MinInterval: time.Second, DefaultInterval: 2 * time.Second, RetryInterval: time.Second},
+		Helm: &HelmOptions{
+			Installer:        &spirehelm.Installer{Timeout: time.Minute, PendingTimeout: 2 * time.Second},
+			Charts:           &spirehelm.ChartSource{},
+			RetryInterval:    time.Second,
+			MaxRetryInterval: 4 * time.Second,
+			ProgressInterval: time.Second,
+		},
+		APIReader:     mgr.GetAPIReader(),
+		Namespace:     testenv.OperatorNamespace,
+		Fetcher:       bundle.Fetcher{Timeout: 2 * time.Second},
+		FetchSchedule: FetchSchedule{MinInterval: time.Second, DefaultInterval: 2 * time.Second, RetryInterval: time.Second},
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, err
 	}
 	meshReconciler = &FederationMeshReconciler{
 		Client:               mgr.GetClient(),
+		APIReader:            mgr.GetAPIReader(),
 		Zones:                registry,
 		Applier:              applier,
 		EventRecorder:        mgr.GetEventRecorder("spire-federation-operator"),

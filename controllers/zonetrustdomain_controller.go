@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -50,6 +51,15 @@ type ZoneTrustDomainReconciler struct {
 	ResyncInterval time.Duration
 	// Applier removes what the operator wrote in a deleted zone's cluster.
 	Applier *apply.Applier
+	// Helm installs SPIRE in zones with spire.install Helm.
+	Helm *HelmOptions
+	// APIReader reads, uncached, chart ConfigMaps in Namespace.
+	APIReader client.Reader
+	// Namespace of the operator (kubeconfig Secrets, chart ConfigMaps).
+	Namespace string
+	// MaxConcurrentReconciles; zones are reconciled in parallel (Helm
+	// actions take seconds). 4 if zero.
+	MaxConcurrentReconciles int
 	// Fetcher fetches bundles from bundle endpoints.
 	Fetcher bundle.Fetcher
 	// FetchSchedule bounds how often they are fetched.
@@ -64,11 +74,16 @@ type ZoneTrustDomainReconciler struct {
 // +kubebuilder:rbac:groups=spirefed.io,resources=zonetrustdomains/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",namespace=spirefed-system,resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=spirefed-system,resources=configmaps,verbs=get
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *ZoneTrustDomainReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if r.Zones == nil || r.EventRecorder == nil || r.Applier == nil {
-		return errors.New("ZoneTrustDomainReconciler needs Zones, Applier and EventRecorder")
+	if r.Zones == nil || r.EventRecorder == nil || r.Applier == nil || r.Helm == nil || r.APIReader == nil {
+		return errors.New("ZoneTrustDomainReconciler needs Zones, Applier, Helm, APIReader and EventRecorder")
+	}
+	concurrency := r.MaxConcurrentReconciles
+	if concurrency <= 0 {
+		concurrency = 4
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &spirefedv1alpha1.ZoneTrustDomain{}, kubeconfigSecretIndex, indexKubeconfigSecret); err != nil {
 		return fmt.Errorf("indexing zones by kubeconfig Secret: %w", err)
@@ -77,6 +92,7 @@ func (r *ZoneTrustDomainReconciler) SetupWithManager(ctx context.Context, mgr ct
 		For(&spirefedv1alpha1.ZoneTrustDomain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.zonesForSecret)).
 		WatchesRawSource(r.Zones.Source()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Complete(r)
 }
 
@@ -139,6 +155,10 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	nextSpire, err := r.reconcileSpire(ctx, zone, connected)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	var bootstrapAuthorities []*x509.Certificate
 	if connected != nil {
 		if bootstrapAuthorities, err = r.reconcileBootstrap(ctx, zone, connected); err != nil {
@@ -154,7 +174,11 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	summarizeZoneReady(zone)
 	log.V(1).Info("Reconciled zone", "ready", meta.IsStatusConditionTrue(zone.Status.Conditions, spirefedv1alpha1.ReadyCondition), "nextFetch", nextFetch)
-	return ctrl.Result{RequeueAfter: min(nextFetch, r.resyncInterval())}, nil
+	next := min(nextFetch, r.resyncInterval())
+	if nextSpire > 0 {
+		next = min(next, nextSpire)
+	}
+	return ctrl.Result{RequeueAfter: next}, nil
 }
 
 // reconcileDelete removes what the operator wrote in the zone's cluster,
@@ -184,6 +208,12 @@ func (r *ZoneTrustDomainReconciler) reconcileDelete(ctx context.Context, zone *s
 	if err != nil {
 		return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting to remove the operator's objects from the zone's cluster: %v", err), r.resyncInterval())
 	}
+	if zone.Spec.Spire.Install == spirefedv1alpha1.SpireInstallHelm && zone.Spec.Spire.DeletionPolicy == spirefedv1alpha1.DeletionDelete {
+		if err := r.Helm.Installer.Uninstall(connected.Config, zone.Spec.Spire.Namespace, zone.Spec.Spire.ReleaseName); err != nil {
+			return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting to uninstall SPIRE (deletionPolicy Delete): %v", err), r.resyncInterval())
+		}
+		ctrl.LoggerFrom(ctx).Info("Uninstalled SPIRE", "release", zone.Spec.Spire.ReleaseName)
+	}
 	r.Zones.Forget(zone.Name)
 	controllerutil.RemoveFinalizer(zone, spirefedv1alpha1.ZoneFinalizer)
 	if err := r.Update(ctx, zone); err != nil {
@@ -198,8 +228,10 @@ const zoneDeleteWaitInterval = 2 * time.Second
 
 // meshesWrittenTo names the meshes that may still own objects in a zone.
 func (r *ZoneTrustDomainReconciler) meshesWrittenTo(ctx context.Context, zoneName string) ([]string, error) {
+	// Uncached: a mesh records a zone in status right before it first
+	// writes there, and the cache may not show that yet.
 	var meshList spirefedv1alpha1.FederationMeshList
-	if err := r.List(ctx, &meshList); err != nil {
+	if err := r.APIReader.List(ctx, &meshList); err != nil {
 		return nil, fmt.Errorf("listing meshes: %w", err)
 	}
 	var names []string

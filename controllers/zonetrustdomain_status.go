@@ -20,11 +20,16 @@ func setCondition(conditions *[]metav1.Condition, generation int64, conditionTyp
 	})
 }
 
-// summarizeZoneReady derives Ready from ClusterReachable, BundleAvailable
-// and BundleFetched: True when all are, otherwise the reason and message of
-// the first that is not.
+// summarizeZoneReady derives Ready from ClusterReachable, SpireInstalled
+// (Helm installs), BundleAvailable and BundleFetched: True when all are,
+// otherwise the reason and message of the first that is not.
 func summarizeZoneReady(zone *spirefedv1alpha1.ZoneTrustDomain) {
-	for _, conditionType := range []string{spirefedv1alpha1.ClusterReachableCondition, spirefedv1alpha1.BundleAvailableCondition, spirefedv1alpha1.BundleFetchedCondition} {
+	prerequisites := []string{spirefedv1alpha1.ClusterReachableCondition}
+	if zone.Spec.Spire.Install == spirefedv1alpha1.SpireInstallHelm {
+		prerequisites = append(prerequisites, spirefedv1alpha1.SpireInstalledCondition)
+	}
+	prerequisites = append(prerequisites, spirefedv1alpha1.BundleAvailableCondition, spirefedv1alpha1.BundleFetchedCondition)
+	for _, conditionType := range prerequisites {
 		condition := meta.FindStatusCondition(zone.Status.Conditions, conditionType)
 		if condition == nil {
 			setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionUnknown,

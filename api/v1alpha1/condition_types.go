@@ -20,6 +20,11 @@ const (
 	// zone's bundle endpoint was authenticated and its bundle accepted.
 	BundleFetchedCondition = "BundleFetched"
 
+	// SpireInstalledCondition on a ZoneTrustDomain with install Helm: the
+	// spire-crds and spire releases are deployed as desired and their
+	// workloads are ready.
+	SpireInstalledCondition = "SpireInstalled"
+
 	// ConvergedCondition on a FederationMesh: every directed pair is
 	// Converged, as observed in the trusting zone's SPIRE server.
 	ConvergedCondition = "Converged"
@@ -81,6 +86,27 @@ const (
 	// ReasonSequenceRegressed: the bundle's sequence is lower than the
 	// accepted one's.
 	ReasonSequenceRegressed = "SequenceRegressed"
+)
+
+// Reasons for SpireInstalled.
+const (
+	// ReasonReleaseReady: both releases are deployed as desired and every
+	// workload of the spire release is ready.
+	ReasonReleaseReady = "ReleaseReady"
+	// ReasonWorkloadsNotReady: deployed, waiting for workloads.
+	ReasonWorkloadsNotReady = "WorkloadsNotReady"
+	// ReasonChartUnavailable: a chart could not be obtained; the running
+	// release is left untouched.
+	ReasonChartUnavailable = "ChartUnavailable"
+	// ReasonValuesConflict: spire.values sets a key the operator owns.
+	ReasonValuesConflict = "ValuesConflict"
+	// ReasonInstallFailed: a Helm install failed; retried with backoff.
+	ReasonInstallFailed = "InstallFailed"
+	// ReasonUpgradeFailed: a Helm upgrade failed (e.g. the chart rejects
+	// the values); retried with backoff, the running release is kept.
+	ReasonUpgradeFailed = "UpgradeFailed"
+	// ReasonUninstallFailed: uninstalling on deletion failed; retried.
+	ReasonUninstallFailed = "UninstallFailed"
 )
 
 // Reasons for ZonesResolved and the FederationMesh's Ready.

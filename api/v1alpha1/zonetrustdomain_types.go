@@ -128,6 +128,23 @@ type SpireInstallation struct {
 	// +optional
 	Charts *SpireCharts `json:"charts,omitempty"`
 
+	// UpgradeRemediation says what follows a failed upgrade of a Helm
+	// install: Retry (default) upgrades again with backoff; Rollback rolls
+	// the release back to its previous revision first. A failed release is
+	// never uninstalled: that would destroy SPIRE's CA and datastore.
+	// +kubebuilder:validation:Enum=Retry;Rollback
+	// +kubebuilder:default=Retry
+	// +optional
+	UpgradeRemediation UpgradeRemediation `json:"upgradeRemediation,omitempty"`
+
+	// DeletionPolicy says what happens to a Helm install when the
+	// ZoneTrustDomain is deleted: Retain (default) leaves SPIRE installed;
+	// Delete uninstalls the spire and spire-crds releases.
+	// +kubebuilder:validation:Enum=Retain;Delete
+	// +kubebuilder:default=Retain
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
 	// Values are Helm values merged over the ones the operator computes for
 	// the spire chart, except for the keys the operator owns.
 	// +kubebuilder:pruning:PreserveUnknownFields
@@ -195,21 +212,52 @@ type ExecAccess struct {
 	SocketPath string `json:"socketPath,omitempty"`
 }
 
+// UpgradeRemediation is what follows a failed upgrade.
+type UpgradeRemediation string
+
+const (
+	// RemediationRetry upgrades again, with backoff.
+	RemediationRetry UpgradeRemediation = "Retry"
+	// RemediationRollback rolls back to the previous revision first.
+	RemediationRollback UpgradeRemediation = "Rollback"
+)
+
+// DeletionPolicy is what happens to a Helm install with its zone.
+type DeletionPolicy string
+
+const (
+	// DeletionRetain leaves SPIRE installed.
+	DeletionRetain DeletionPolicy = "Retain"
+	// DeletionDelete uninstalls the releases.
+	DeletionDelete DeletionPolicy = "Delete"
+)
+
 // SpireCharts selects the charts of a Helm install.
+// +kubebuilder:validation:XValidation:rule="!(has(self.repository) && has(self.configMap))",message="set at most one of charts.repository and charts.configMap"
 type SpireCharts struct {
-	// Repository is an http(s) Helm chart repository URL or an oci://
-	// reference. Empty means the upstream helm-charts-hardened repository.
+	// Repository is an http(s) Helm chart repository URL (holding
+	// index.yaml) or an oci:// reference to the folder of the charts (the
+	// chart name and version are appended). Empty means the upstream
+	// helm-charts-hardened repository.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.startsWith('http://') || self.startsWith('oci://')",message="charts.repository must be an http(s):// or oci:// URL"
 	// +optional
 	Repository string `json:"repository,omitempty"`
 
-	// SpireVersion is the version of the spire chart.
+	// ConfigMap names a ConfigMap in the operator's namespace holding the
+	// packaged charts, for sites without access to a repository: binaryData
+	// keys spire-<spireVersion>.tgz and spire-crds-<crdsVersion>.tgz.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	ConfigMap string `json:"configMap,omitempty"`
+
+	// SpireVersion is the version of the spire chart; 0.30.0 if empty.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	SpireVersion string `json:"spireVersion,omitempty"`
 
-	// CRDsVersion is the version of the spire-crds chart.
+	// CRDsVersion is the version of the spire-crds chart; 0.6.0 if empty.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	CRDsVersion string `json:"crdsVersion,omitempty"`
@@ -331,6 +379,53 @@ type ZoneTrustDomainStatus struct {
 	// LastFetch is the outcome of the latest bundle endpoint fetch.
 	// +optional
 	LastFetch *FetchStatus `json:"lastFetch,omitempty"`
+
+	// Spire is the state of a Helm install of SPIRE.
+	// +optional
+	Spire *SpireReleaseStatus `json:"spire,omitempty"`
+}
+
+// SpireReleaseStatus is the state of the spire and spire-crds releases.
+type SpireReleaseStatus struct {
+	// ReleaseName of the spire release.
+	ReleaseName string `json:"releaseName"`
+	// Revision of the spire release.
+	// +optional
+	Revision int `json:"revision,omitempty"`
+	// ChartVersion of the spire release.
+	// +optional
+	ChartVersion string `json:"chartVersion,omitempty"`
+	// AppVersion of the spire release (the SPIRE version).
+	// +optional
+	AppVersion string `json:"appVersion,omitempty"`
+	// CRDsRevision of the spire-crds release.
+	// +optional
+	CRDsRevision int `json:"crdsRevision,omitempty"`
+	// CRDsChartVersion of the spire-crds release.
+	// +optional
+	CRDsChartVersion string `json:"crdsChartVersion,omitempty"`
+	// ValuesDigest is the SHA-256 of the spire release's chart version and
+	// values: the release is upgraded only when the desired one differs.
+	// +optional
+	ValuesDigest string `json:"valuesDigest,omitempty"`
+	// LastAttemptedDigest is the ValuesDigest the latest action aimed at;
+	// Failures count for it.
+	// +optional
+	LastAttemptedDigest string `json:"lastAttemptedDigest,omitempty"`
+	// LastAction is the latest Helm action: Install, Upgrade, Rollback,
+	// DriftCorrection or Uninstall.
+	// +optional
+	LastAction string `json:"lastAction,omitempty"`
+	// LastActionResult is Succeeded or Failed.
+	// +optional
+	LastActionResult string `json:"lastActionResult,omitempty"`
+	// LastActionTime is when the latest action ended.
+	// +optional
+	LastActionTime *metav1.Time `json:"lastActionTime,omitempty"`
+	// Failures counts consecutive failed actions; it sets the retry backoff
+	// and is reset by a success or a changed spec.
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
 }
 
 // BootstrapStatus summarises the zone's bootstrap X.509 authorities.
@@ -415,6 +510,7 @@ type X509Authority struct {
 // +kubebuilder:printcolumn:name="Reachable",type=string,JSONPath=`.status.conditions[?(@.type=="ClusterReachable")].status`
 // +kubebuilder:printcolumn:name="Fetched",type=string,JSONPath=`.status.conditions[?(@.type=="BundleFetched")].status`
 // +kubebuilder:printcolumn:name="Sequence",type=integer,JSONPath=`.status.bundle.sequence`
+// +kubebuilder:printcolumn:name="SPIRE",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="SpireInstalled")].reason`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -84,6 +84,10 @@ type Result struct {
 	Current map[string]bool
 	// Writes and Deletes count the API calls made.
 	Writes, Deletes int
+	// Deferred counts the ClusterFederatedTrustDomains left for a later
+	// pass because a ClusterSPIFFEID still federated with their trust
+	// domain when this pass began.
+	Deferred int
 }
 
 // Applier applies zone plans.
@@ -98,8 +102,11 @@ func (a *Applier) Writes() int64 { return a.writes.Load() }
 // Apply makes the zone's cluster hold zonePlan for mesh. The order is the
 // offboarding order: ClusterSPIFFEIDs first (so a departing peer leaves
 // federatesWith), then ClusterFederatedTrustDomains, then deletions of
-// ClusterSPIFFEIDs and finally of ClusterFederatedTrustDomains. It stops
-// at the first failed call.
+// ClusterSPIFFEIDs and finally of ClusterFederatedTrustDomains, the latter
+// only once no ClusterSPIFFEID read at the start of the pass federates with
+// their trust domain (a later pass, after spire-controller-manager has seen
+// the new federatesWith). ClusterFederatedTrustDomains the plan keeps are
+// not pruned. It stops at the first failed call.
 func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePlan *plan.ZonePlan) (Result, error) {
 	result := Result{Conflicts: map[string]string{}, Current: map[string]bool{}}
 
@@ -148,13 +155,30 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePl
 	}
 	for i := range live.FederatedTrustDomains {
 		cftd := &live.FederatedTrustDomains[i]
-		if live.owns(cftd.Labels) && !slices.ContainsFunc(zonePlan.FederatedTrustDomains, func(d *spirev1alpha1.ClusterFederatedTrustDomain) bool { return d.Name == cftd.Name }) {
-			if err := a.delete(ctx, c, cftd, &result); err != nil {
-				return result, err
-			}
+		if !live.owns(cftd.Labels) || slices.Contains(zonePlan.KeepFederatedTrustDomains, cftd.Name) ||
+			slices.ContainsFunc(zonePlan.FederatedTrustDomains, func(d *spirev1alpha1.ClusterFederatedTrustDomain) bool { return d.Name == cftd.Name }) {
+			continue
+		}
+		if live.federatesWith(cftd.Spec.TrustDomain) {
+			result.Deferred++
+			continue
+		}
+		if err := a.delete(ctx, c, cftd, &result); err != nil {
+			return result, err
 		}
 	}
 	return result, nil
+}
+
+// federatesWith says whether a ClusterSPIFFEID the mesh owns in the zone
+// listed a trust domain when the zone was read.
+func (l *Live) federatesWith(trustDomain string) bool {
+	for _, id := range l.SPIFFEIDs {
+		if l.owns(id.Labels) && slices.Contains(id.Spec.FederatesWith, trustDomain) {
+			return true
+		}
+	}
+	return false
 }
 
 // conflict explains why the mesh must not write desired: another object

@@ -70,6 +70,11 @@ type ZonePlan struct {
 	Zone                  string
 	FederatedTrustDomains []*spirev1alpha1.ClusterFederatedTrustDomain
 	SPIFFEIDs             []*spirev1alpha1.ClusterSPIFFEID
+	// KeepFederatedTrustDomains names ClusterFederatedTrustDomains of gated
+	// links that the zone already holds: the peer's bundle is unknown to
+	// the operator now (e.g. its status was reset), so nothing is written,
+	// but what the zone holds is kept, not pruned.
+	KeepFederatedTrustDomains []string
 }
 
 // Plan is the planner's output.
@@ -102,6 +107,12 @@ func Compute(in Input) Plan {
 		from, to := byName[link.From], byName[link.To]
 		if to.Bundle == "" {
 			out.Gated = append(out.Gated, link)
+			if in.Observed[link.From].PeersWithBundle[to.TrustDomain] {
+				// Already federated: keep it, and keep it in federatesWith.
+				zonePlan := out.Zones[link.From]
+				zonePlan.KeepFederatedTrustDomains = append(zonePlan.KeepFederatedTrustDomains, FederatedTrustDomainName(from.Name, to.TrustDomain))
+				trusted[link.From] = append(trusted[link.From], link.To)
+			}
 			continue
 		}
 		zonePlan := out.Zones[link.From]
@@ -124,6 +135,7 @@ func Compute(in Input) Plan {
 		}
 		slices.SortFunc(zonePlan.FederatedTrustDomains, func(a, b *spirev1alpha1.ClusterFederatedTrustDomain) int { return strings.Compare(a.Name, b.Name) })
 		slices.SortFunc(zonePlan.SPIFFEIDs, func(a, b *spirev1alpha1.ClusterSPIFFEID) int { return strings.Compare(a.Name, b.Name) })
+		slices.Sort(zonePlan.KeepFederatedTrustDomains)
 	}
 	return out
 }

@@ -62,6 +62,9 @@ func summary(p Plan) map[string]string {
 			federates = append(federates, fmt.Sprint(id.Spec.FederatesWith))
 		}
 		out[name] = fmt.Sprintf("cftd=%v csid=%v", peers, federates)
+		if len(zonePlan.KeepFederatedTrustDomains) > 0 {
+			out[name] += fmt.Sprintf(" keep=%v", zonePlan.KeepFederatedTrustDomains)
+		}
 	}
 	return out
 }
@@ -112,12 +115,23 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name:      "peer without a bundle is gated everywhere",
-			input:     Input{Mesh: "m", Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}, Identities: []spirefedv1alpha1.IdentityTemplate{identity}, Zones: []Zone{a, b, noBundle}, Observed: observedAll(a, b, noBundle)},
+			input:     Input{Mesh: "m", Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}, Identities: []spirefedv1alpha1.IdentityTemplate{identity}, Zones: []Zone{a, b, noBundle}, Observed: observedAll(a, b)},
 			wantLinks: []Link{{"a", "b"}, {"a", "c"}, {"b", "a"}, {"b", "c"}, {"c", "a"}, {"c", "b"}},
 			wantGated: []Link{{"a", "c"}, {"b", "c"}},
 			want: map[string]string{
 				"a": "cftd=[b.example] csid=[[b.example]]",
 				"b": "cftd=[a.example] csid=[[a.example]]",
+				"c": "cftd=[a.example b.example] csid=[[]]",
+			},
+		},
+		{
+			name:      "a peer whose bundle the operator lost is kept where it is held, not pruned",
+			input:     Input{Mesh: "m", Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}, Identities: []spirefedv1alpha1.IdentityTemplate{identity}, Zones: []Zone{a, b, noBundle}, Observed: observedAll(a, b, noBundle)},
+			wantLinks: []Link{{"a", "b"}, {"a", "c"}, {"b", "a"}, {"b", "c"}, {"c", "a"}, {"c", "b"}},
+			wantGated: []Link{{"a", "c"}, {"b", "c"}},
+			want: map[string]string{
+				"a": "cftd=[b.example] csid=[[b.example c.example]] keep=[spirefed.a.c.example]",
+				"b": "cftd=[a.example] csid=[[a.example c.example]] keep=[spirefed.b.c.example]",
 				"c": "cftd=[a.example b.example] csid=[[a.example b.example]]",
 			},
 		},

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -44,6 +45,18 @@ type execServer struct {
 	config    *rest.Config
 	clientset kubernetes.Interface
 	target    ExecTarget
+}
+
+func (s *execServer) TrustDomain(ctx context.Context) (string, error) {
+	out, err := s.run(ctx, "bundle", "show", "-output", "json")
+	if err != nil {
+		return "", fmt.Errorf("reading the server's own bundle in %s: %w", s.where(), err)
+	}
+	var own types.Bundle
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(out, &own); err != nil {
+		return "", fmt.Errorf("reading the output of spire-server bundle show: %w", err)
+	}
+	return own.GetTrustDomain(), nil
 }
 
 func (s *execServer) FederatedBundles(ctx context.Context) (map[string]HeldBundle, error) {
@@ -96,9 +109,15 @@ func (s *execServer) run(ctx context.Context, args ...string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("preparing exec: %w", err)
 	}
-	stdout := &limitedBuffer{limit: maxExecOutput}
-	stderr := &limitedBuffer{limit: 64 << 10}
+	// Past a limit the stream is cancelled, so that nothing more is read.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stdout := &limitedBuffer{limit: maxExecOutput, overflow: cancel}
+	stderr := &limitedBuffer{limit: 64 << 10, overflow: cancel}
 	err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
+	if stdout.exceeded || stderr.exceeded {
+		return nil, fmt.Errorf("spire-server %s: %w", args[0], errOutputTooLarge)
+	}
 	if err != nil {
 		if message := strings.TrimSpace(stderr.String()); message != "" {
 			return nil, fmt.Errorf("%w: %s", err, message)
@@ -110,14 +129,20 @@ func (s *execServer) run(ctx context.Context, args ...string) ([]byte, error) {
 
 var errOutputTooLarge = errors.New("output too large")
 
-// limitedBuffer fails writes past limit bytes.
+// limitedBuffer fails writes past limit bytes, and then calls overflow.
 type limitedBuffer struct {
 	bytes.Buffer
-	limit int
+	limit    int
+	overflow func()
+	exceeded bool
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
 	if b.Len()+len(p) > b.limit {
+		if !b.exceeded && b.overflow != nil {
+			b.overflow()
+		}
+		b.exceeded = true
 		return 0, errOutputTooLarge
 	}
 	return b.Buffer.Write(p)

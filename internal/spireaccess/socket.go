@@ -7,6 +7,7 @@ import (
 
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
 	trustdomainv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/trustdomain/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -58,11 +59,22 @@ type socketServer struct {
 	path string
 }
 
+func (s *socketServer) TrustDomain(ctx context.Context) (string, error) {
+	own, err := bundlev1.NewBundleClient(s.conn).GetBundle(ctx, &bundlev1.GetBundleRequest{OutputMask: &types.BundleMask{}})
+	if err != nil {
+		return "", fmt.Errorf("reading the server's own bundle through %s: %w", s.path, err)
+	}
+	return own.GetTrustDomain(), nil
+}
+
 func (s *socketServer) FederatedBundles(ctx context.Context) (map[string]HeldBundle, error) {
 	client := bundlev1.NewBundleClient(s.conn)
 	held := map[string]HeldBundle{}
 	pageToken := ""
-	for {
+	for pages := 0; ; pages++ {
+		if pages > maxBundles/500 {
+			return nil, fmt.Errorf("listing federated bundles through %s: more than %d pages", s.path, pages)
+		}
 		page, err := client.ListFederatedBundles(ctx, listRequest(pageToken))
 		if err != nil {
 			return nil, fmt.Errorf("listing federated bundles through %s: %w", s.path, err)
@@ -70,9 +82,14 @@ func (s *socketServer) FederatedBundles(ctx context.Context) (map[string]HeldBun
 		if err := heldBundles(page.GetBundles(), held); err != nil {
 			return nil, err
 		}
-		if pageToken = page.GetNextPageToken(); pageToken == "" {
+		next := page.GetNextPageToken()
+		if next == "" {
 			return held, nil
 		}
+		if next == pageToken {
+			return nil, fmt.Errorf("listing federated bundles through %s: the server repeats page token %q", s.path, next)
+		}
+		pageToken = next
 	}
 }
 

@@ -22,6 +22,9 @@ import (
 
 // Server is one SPIRE server's API, as far as federation needs it.
 type Server interface {
+	// TrustDomain returns the trust domain of the server's own bundle, to
+	// check that the server reached is the zone's.
+	TrustDomain(ctx context.Context) (string, error)
 	// FederatedBundles returns the bundles the server holds for other trust
 	// domains, by trust domain name.
 	FederatedBundles(ctx context.Context) (map[string]HeldBundle, error)
