@@ -16,6 +16,7 @@ manifests: ## Generate CRDs and RBAC from the API types and markers.
 	$(CONTROLLER_GEN) rbac:roleName=spire-federation-operator crd:maxDescLen=400 paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	cp config/crd/bases/*.yaml charts/spire-federation-operator/crds/
+	mkdir -p charts/spire-federation-operator/files && cp config/rbac/role.yaml charts/spire-federation-operator/files/role.yaml
 
 .PHONY: generate
 generate: ## Generate deepcopy functions.

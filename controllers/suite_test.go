@@ -41,8 +41,12 @@ var (
 	meshReconciler *FederationMeshReconciler
 )
 
-// zoneNames of the suite's zone clusters.
-var zoneNames = []string{"alpha", "beta", "gamma"}
+// zoneNames of the suite's plain zone clusters (API servers only), and
+// kwokZoneNames of its KWOK clusters, where Pods run (simulated).
+var (
+	zoneNames     = []string{"alpha", "beta", "gamma"}
+	kwokZoneNames = []string{"kwok1", "kwok2"}
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
@@ -61,6 +65,9 @@ func runSuite(m *testing.M) int {
 	specs := make([]testenv.ZoneSpec, 0, len(zoneNames))
 	for _, name := range zoneNames {
 		specs = append(specs, testenv.ZoneSpec{Name: name})
+	}
+	for _, name := range kwokZoneNames {
+		specs = append(specs, testenv.ZoneSpec{Name: name, KWOK: true, WithoutSpireCRDs: true})
 	}
 	var err error
 	env, err = testenv.Start(ctx, testenv.Options{Zones: specs})

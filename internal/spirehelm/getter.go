@@ -14,9 +14,9 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-// newActionConfig configures Helm for a zone's cluster, with releases
+// ActionConfig configures Helm for a zone's cluster, with releases
 // stored as Secrets in namespace (Helm's default).
-func newActionConfig(config *rest.Config, namespace string) (*action.Configuration, error) {
+func ActionConfig(config *rest.Config, namespace string) (*action.Configuration, error) {
 	helm := new(action.Configuration)
 	getter := &restClientGetter{config: config, namespace: namespace}
 	if err := helm.Init(getter, namespace, "secret", func(string, ...any) {}); err != nil {
@@ -34,7 +34,9 @@ type restClientGetter struct {
 
 var _ genericclioptions.RESTClientGetter = (*restClientGetter)(nil)
 
-func (g *restClientGetter) ToRESTConfig() (*rest.Config, error) { return rest.CopyConfig(g.config), nil }
+func (g *restClientGetter) ToRESTConfig() (*rest.Config, error) {
+	return rest.CopyConfig(g.config), nil
+}
 
 func (g *restClientGetter) ToDiscoveryClient() (discovery.CachedDiscoveryInterface, error) {
 	client, err := discovery.NewDiscoveryClientForConfig(g.config)

@@ -114,7 +114,7 @@ func CRDsReleaseName(releaseName string) string { return releaseName + "-crds" }
 // upgrade with the same chart and values) and its workloads for readiness.
 func (i *Installer) Reconcile(ctx context.Context, config *rest.Config, desired Desired) (State, error) {
 	var state State
-	helm, err := newActionConfig(config, desired.Namespace)
+	helm, err := ActionConfig(config, desired.Namespace)
 	if err != nil {
 		return state, err
 	}
@@ -238,7 +238,7 @@ func (i *Installer) rollback(helm *action.Configuration, name string) (*release.
 // Uninstall removes the spire release, then the spire-crds release. A
 // release that does not exist is fine.
 func (i *Installer) Uninstall(config *rest.Config, namespace, releaseName string) error {
-	helm, err := newActionConfig(config, namespace)
+	helm, err := ActionConfig(config, namespace)
 	if err != nil {
 		return err
 	}

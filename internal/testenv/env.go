@@ -30,6 +30,9 @@ type ZoneSpec struct {
 	Name string
 	// KWOK makes Pods run (simulated) in the zone.
 	KWOK bool
+	// WithoutSpireCRDs leaves out spire-controller-manager's CRDs, for
+	// zones whose SPIRE is installed with its charts (spire-crds owns them).
+	WithoutSpireCRDs bool
 }
 
 // Options of an environment.
@@ -92,7 +95,11 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	specs := []clusterSpec{{name: "management", crdPaths: []string{filepath.Join(repo, "config", "crd", "bases")}}}
 	for _, zone := range opts.Zones {
-		specs = append(specs, clusterSpec{name: zone.Name, kwok: zone.KWOK, crdPaths: []string{spireCRDs}})
+		crdPaths := []string{spireCRDs}
+		if zone.WithoutSpireCRDs {
+			crdPaths = nil
+		}
+		specs = append(specs, clusterSpec{name: zone.Name, kwok: zone.KWOK, crdPaths: crdPaths})
 	}
 	clusters := make([]*Cluster, len(specs))
 	errs := make([]error, len(specs))

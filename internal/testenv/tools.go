@@ -74,3 +74,17 @@ func Tool(name string) (string, error) {
 	toolPaths[name] = path
 	return path, nil
 }
+
+// SharedChartsDir is the folder of the upstream SPIRE charts kept beside the
+// project (../shared/charts), a Helm repository with its index.yaml.
+func SharedChartsDir() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(filepath.Dir(root), "shared", "charts")
+	if _, err := os.Stat(filepath.Join(dir, "index.yaml")); err != nil {
+		return "", fmt.Errorf("the upstream SPIRE charts are expected in %s: %w", dir, err)
+	}
+	return dir, nil
+}

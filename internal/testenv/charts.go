@@ -1,0 +1,16 @@
+package testenv
+
+import (
+	"net/http"
+	"net/http/httptest"
+)
+
+// ServeCharts serves the shared SPIRE charts as a Helm repository over
+// loopback HTTP; its URL is the repository URL. Close it when done.
+func ServeCharts() (*httptest.Server, error) {
+	dir, err := SharedChartsDir()
+	if err != nil {
+		return nil, err
+	}
+	return httptest.NewServer(http.FileServer(http.Dir(dir))), nil
+}
