@@ -353,16 +353,22 @@ func updateMesh(t *testing.T, change func(*spirefedv1alpha1.FederationMesh)) {
 
 func waitForPair(t *testing.T, meshName, from, to string, state spirefedv1alpha1.PairState) *spirefedv1alpha1.FederationMesh {
 	t.Helper()
+	return waitForPairWhere(t, meshName, from, to, "state "+string(state), func(pair spirefedv1alpha1.PairStatus) bool { return pair.State == state })
+}
+
+// waitForPairWhere waits until a pair of a mesh satisfies match.
+func waitForPairWhere(t *testing.T, meshName, from, to, what string, match func(spirefedv1alpha1.PairStatus) bool) *spirefedv1alpha1.FederationMesh {
+	t.Helper()
 	deadline := testDeadline(30)
 	for {
 		mesh := getMesh(t, meshName)
 		for _, pair := range mesh.Status.Pairs {
-			if pair.From == from && pair.To == to && pair.State == state {
+			if pair.From == from && pair.To == to && match(pair) {
 				return mesh
 			}
 		}
 		if deadline() {
-			t.Fatalf("pair %s->%s did not become %s: %+v", from, to, state, mesh.Status.Pairs)
+			t.Fatalf("pair %s->%s has no %s: %+v", from, to, what, mesh.Status.Pairs)
 		}
 	}
 }

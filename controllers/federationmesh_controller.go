@@ -295,7 +295,12 @@ func planInput(scope *meshScope) plan.Input {
 			member.Bundle = zone.Status.Bundle.SPIFFEBundle
 		}
 		in.Zones = append(in.Zones, member)
+		_, spireFailed := scope.spireErrors[name]
 		switch held, observed := scope.spireHeld[name]; {
+		case spireFailed && scope.live[name] != nil:
+			// The zone's SPIRE cannot be asked: add no peer to
+			// federatesWith that is not there already.
+			in.Observed[name] = plan.Observed{PeersWithBundle: scope.live[name].FederatedWith()}
 		case observed:
 			// The SPIRE server itself says which bundles it holds.
 			peers := map[string]bool{}

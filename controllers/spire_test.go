@@ -1,15 +1,11 @@
 package controllers
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
-	"google.golang.org/protobuf/encoding/protojson"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -72,20 +68,10 @@ func startSpireZone(t *testing.T, name, clusterName string) *spireZone {
 // with `spire-server bundle show`.
 func (z *spireZone) ownFingerprints(t *testing.T) []string {
 	t.Helper()
-	out, err := z.server.CLI(testCtx, "bundle", "show", "-output", "json")
+	fingerprints, err := z.server.OwnX509Fingerprints(testCtx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var own types.Bundle
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(out, &own); err != nil {
-		t.Fatalf("reading bundle show output: %v", err)
-	}
-	var fingerprints []string
-	for _, authority := range own.GetX509Authorities() {
-		sum := sha256.Sum256(authority.GetAsn1())
-		fingerprints = append(fingerprints, hex.EncodeToString(sum[:]))
-	}
-	slices.Sort(fingerprints)
 	return fingerprints
 }
 
@@ -262,16 +248,5 @@ func deleteZone(t testing.TB, name string) {
 // waitForPairReason waits until a pair of a mesh has a reason.
 func waitForPairReason(t *testing.T, meshName, from, to, reason string) *spirefedv1alpha1.FederationMesh {
 	t.Helper()
-	deadline := testDeadline(30)
-	for {
-		mesh := getMesh(t, meshName)
-		for _, pair := range mesh.Status.Pairs {
-			if pair.From == from && pair.To == to && pair.Reason == reason {
-				return mesh
-			}
-		}
-		if deadline() {
-			t.Fatalf("pair %s->%s has no reason %s: %+v", from, to, reason, mesh.Status.Pairs)
-		}
-	}
+	return waitForPairWhere(t, meshName, from, to, "reason "+reason, func(pair spirefedv1alpha1.PairStatus) bool { return pair.Reason == reason })
 }

@@ -197,10 +197,11 @@ type ExecAccess struct {
 	// +optional
 	Container string `json:"container,omitempty"`
 
-	// Command is the spire-server executable inside the container.
+	// Command is the spire-server executable inside the container: an
+	// absolute path ending in spire-server.
 	// +kubebuilder:default=/opt/spire/bin/spire-server
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:Pattern=`^/`
+	// +kubebuilder:validation:Pattern=`^/([^/]+/)*spire-server$`
 	// +optional
 	Command string `json:"command,omitempty"`
 

@@ -170,6 +170,20 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePl
 	return result, nil
 }
 
+// FederatedWith lists the trust domains the mesh's ClusterSPIFFEIDs in the
+// zone federate with.
+func (l *Live) FederatedWith() map[string]bool {
+	peers := map[string]bool{}
+	for _, id := range l.SPIFFEIDs {
+		if l.owns(id.Labels) {
+			for _, trustDomain := range id.Spec.FederatesWith {
+				peers[trustDomain] = true
+			}
+		}
+	}
+	return peers
+}
+
 // federatesWith says whether a ClusterSPIFFEID the mesh owns in the zone
 // listed a trust domain when the zone was read.
 func (l *Live) federatesWith(trustDomain string) bool {

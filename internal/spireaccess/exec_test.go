@@ -2,8 +2,6 @@ package spireaccess_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
-	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -160,19 +156,9 @@ func runServerPod(ctx context.Context, t *testing.T, c client.Client, namespace,
 // ownFingerprints reads a server's own X.509 authorities with the CLI.
 func ownFingerprints(ctx context.Context, t *testing.T, server *testenv.SpireServer) []string {
 	t.Helper()
-	out, err := server.CLI(ctx, "bundle", "show", "-output", "json")
+	fingerprints, err := server.OwnX509Fingerprints(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var own types.Bundle
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(out, &own); err != nil {
-		t.Fatal(err)
-	}
-	var fingerprints []string
-	for _, authority := range own.GetX509Authorities() {
-		sum := sha256.Sum256(authority.GetAsn1())
-		fingerprints = append(fingerprints, hex.EncodeToString(sum[:]))
-	}
-	slices.Sort(fingerprints)
 	return fingerprints
 }

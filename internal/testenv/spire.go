@@ -2,16 +2,21 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -207,6 +212,26 @@ func (s *SpireServer) CLI(ctx context.Context, args ...string) ([]byte, error) {
 		return out, fmt.Errorf("spire-server %v: %w", args, err)
 	}
 	return out, nil
+}
+
+// OwnX509Fingerprints reads, with `spire-server bundle show`, the SHA-256
+// fingerprints (sorted, lowercase hex) of the server's own X.509 authorities.
+func (s *SpireServer) OwnX509Fingerprints(ctx context.Context) ([]string, error) {
+	out, err := s.CLI(ctx, "bundle", "show", "-output", "json")
+	if err != nil {
+		return nil, err
+	}
+	var own types.Bundle
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(out, &own); err != nil {
+		return nil, fmt.Errorf("reading the output of spire-server bundle show: %w", err)
+	}
+	var fingerprints []string
+	for _, authority := range own.GetX509Authorities() {
+		sum := sha256.Sum256(authority.GetAsn1())
+		fingerprints = append(fingerprints, hex.EncodeToString(sum[:]))
+	}
+	slices.Sort(fingerprints)
+	return fingerprints, nil
 }
 
 // StartSpireControllerManager runs spire-controller-manager as a local
