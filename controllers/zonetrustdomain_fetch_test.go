@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -53,6 +54,21 @@ func TestBundleFetch(t *testing.T) {
 	waitForSequence(t, "fetch", 3)
 	accepted := getZone(t, "fetch").Status.Bundle.Digest
 
+	// A peer trusts the zone: none of the faults below may write to it.
+	peer := startFederationZone(t, "fetch-peer", "alpha")
+	mesh := &spirefedv1alpha1.FederationMesh{
+		ObjectMeta: metav1.ObjectMeta{Name: "fetchmesh"},
+		Spec: spirefedv1alpha1.FederationMeshSpec{
+			Zones:    spirefedv1alpha1.ZoneSelection{Names: []string{"fetch", peer.name}},
+			Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
+		},
+	}
+	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waitForDeletion(t, mesh) })
+	waitForMeshCondition(t, "fetchmesh", spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
+
 	wrongID, err := rotated.NewServingCertificate("spiffe://fetch.example/imposter")
 	if err != nil {
 		t.Fatal(err)
@@ -72,8 +88,14 @@ func TestBundleFetch(t *testing.T) {
 			endpoint.server.Override(http.RedirectHandler("http://127.0.0.1:1/", http.StatusFound))
 		}, spirefedv1alpha1.ReasonBadResponse},
 		{"sequence going back", func() { endpoint.server.SetBundle(older) }, spirefedv1alpha1.ReasonSequenceRegressed},
+		{"oversized body", func() {
+			endpoint.server.Override(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				_, _ = w.Write([]byte(`{"keys":[` + strings.Repeat(" ", 2<<20) + `]}`))
+			}))
+		}, spirefedv1alpha1.ReasonBadResponse},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			writes := applier.Writes()
 			tc.serve()
 			defer func() {
 				endpoint.server.SetCertificate(serving)
@@ -87,6 +109,10 @@ func TestBundleFetch(t *testing.T) {
 				t.Errorf("lastFetch = %+v", zone.Status.LastFetch)
 			}
 			waitForZoneCondition(t, "fetch", ready, metav1.ConditionFalse, tc.reason)
+			waitForPair(t, "fetchmesh", peer.name, "fetch", spirefedv1alpha1.PairStale)
+			if got := applier.Writes() - writes; got != 0 {
+				t.Errorf("%d writes to the zones while the endpoint failed", got)
+			}
 		})
 		waitForZoneCondition(t, "fetch", fetched, metav1.ConditionTrue, spirefedv1alpha1.ReasonFetched)
 	}
