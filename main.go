@@ -42,6 +42,7 @@ type options struct {
 	fetchTimeout       time.Duration
 	minFetchInterval   time.Duration
 	spireRefresh       time.Duration
+	helmTimeout        time.Duration
 	zap                zap.Options
 }
 
@@ -57,6 +58,7 @@ func main() {
 	flag.DurationVar(&opts.fetchTimeout, "bundle-fetch-timeout", 10*time.Second, "Timeout of one bundle endpoint fetch.")
 	flag.DurationVar(&opts.minFetchInterval, "min-bundle-fetch-interval", 30*time.Second, "Lower bound on the interval between fetches of one bundle endpoint, whatever its refresh hint.")
 	flag.DurationVar(&opts.spireRefresh, "spire-refresh-interval", controllers.DefaultSpireRefreshInterval, "Least time between two requests to a zone's SPIRE server to refresh the same peer's bundle.")
+	flag.DurationVar(&opts.helmTimeout, "helm-timeout", 5*time.Minute, "Time limit of one Helm action on a zone, its hooks included.")
 	opts.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
@@ -116,7 +118,7 @@ func run(ctx context.Context, opts options) error {
 		ResyncInterval: opts.zoneResyncInterval,
 		Applier:        applier,
 		Helm: &controllers.HelmOptions{
-			Installer: &spirehelm.Installer{},
+			Installer: &spirehelm.Installer{Timeout: opts.helmTimeout},
 			Charts:    &spirehelm.ChartSource{},
 		},
 		APIReader:     mgr.GetAPIReader(),

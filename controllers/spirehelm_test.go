@@ -157,10 +157,14 @@ func TestSpireHelm(t *testing.T) {
 				}
 			}
 			serverConf := z.configMapData(t, "spire-server", "server.conf")
-			for _, want := range []string{`"trust_domain": "` + trustDomain + `"`, `"bundle_endpoint"`, `"port": 8443`} {
+			for _, want := range []string{`"trust_domain": "` + trustDomain + `"`, `"bundle_endpoint"`, `"port": 8443`,
+				`"configmap_key": "bundle.crt"`, `"configmap_name": "spire-bundle"`, `"format": "pem"`} {
 				if !strings.Contains(serverConf, want) {
 					t.Errorf("zone %s: server.conf lacks %s:\n%s", z.name, want, serverConf)
 				}
+			}
+			if agent := z.configMapData(t, "spire-agent", "agent.conf"); !strings.Contains(agent, `"trust_bundle_format": "pem"`) || !strings.Contains(agent, "bundle.crt") {
+				t.Errorf("zone %s: the agent does not read the PEM bundle:\n%s", z.name, agent)
 			}
 			if manager := z.configMapData(t, "spire-controller-manager", "controller-manager-config.yaml"); !strings.Contains(manager, `className: "spire-server-spire"`) {
 				t.Errorf("zone %s: controller manager config lacks the className:\n%s", z.name, manager)
@@ -292,6 +296,11 @@ func TestSpireHelm(t *testing.T) {
 			if deadline() {
 				t.Fatalf("no failed upgrade rolled back: %v", describeHistory(a.history(t, "spire")))
 			}
+		}
+		// A rollback is no success: the desired release does not run.
+		rolledBack := waitForZoneMessage(t, a.name, spirefedv1alpha1.SpireInstalledCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonUpgradeFailed, "rolled back")
+		if rolledBack.Status.Spire.Failures == 0 {
+			t.Errorf("no failure counted after a rollback: %+v", rolledBack.Status.Spire)
 		}
 		statefulSet := &appsv1.StatefulSet{}
 		if err := a.cluster.Client.Get(testCtx, types.NamespacedName{Namespace: "spire-server", Name: "spire-server"}, statefulSet); err != nil || *statefulSet.Spec.Replicas != 1 {

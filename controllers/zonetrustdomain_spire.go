@@ -60,12 +60,13 @@ func (r *ZoneTrustDomainReconciler) reconcileSpire(ctx context.Context, zone *sp
 	if err != nil {
 		return 0, err
 	}
-	desired, digest, err := r.desiredRelease(ctx, zone, values)
-	if err != nil {
-		return r.spireFailed(zone, digest, "", spirefedv1alpha1.ReasonChartUnavailable, fmt.Sprintf("%v; the running release is left untouched", err)), nil
-	}
+	digest := specDigest(zone, values)
 	if wait := r.helmBackoff(zone.Status.Spire, digest); wait > 0 {
 		return wait, nil
+	}
+	desired, err := r.desiredRelease(ctx, zone, values)
+	if err != nil {
+		return r.spireFailed(zone, digest, "", spirefedv1alpha1.ReasonChartUnavailable, brief(err.Error())+"; the running release is left untouched"), nil
 	}
 	state, err := r.Helm.Installer.Reconcile(ctx, connected.Config, desired)
 	recordReleases(zone.Status.Spire, state)
@@ -85,9 +86,17 @@ func (r *ZoneTrustDomainReconciler) reconcileSpire(ctx context.Context, zone *sp
 		if failed.Action == spirehelm.ActionInstall {
 			reason = spirefedv1alpha1.ReasonInstallFailed
 		}
-		return r.spireFailed(zone, digest, failed.Action, reason, failed.Error()), nil
+		return r.spireFailed(zone, digest, failed.Action, reason, brief(failed.Error())), nil
 	case err != nil:
 		return 0, fmt.Errorf("installing SPIRE in zone %s: %w", zone.Name, err)
+	case state.Action == spirehelm.ActionRollback:
+		// The desired release is not running: retry the upgrade later.
+		r.EventRecorder.Eventf(zone, nil, corev1.EventTypeWarning, "RolledBack", spirehelm.ActionRollback,
+			"Release %s was rolled back to revision %d after a failed upgrade", desired.ReleaseName, zone.Status.Spire.Revision)
+		wait := r.spireFailed(zone, digest, spirehelm.ActionRollback, spirefedv1alpha1.ReasonUpgradeFailed,
+			fmt.Sprintf("The upgrade of release %s failed and was rolled back to revision %d (upgradeRemediation Rollback); it is retried with backoff", desired.ReleaseName, zone.Status.Spire.Revision))
+		zone.Status.Spire.LastActionResult = "Succeeded"
+		return wait, nil
 	}
 
 	status := zone.Status.Spire
@@ -110,12 +119,10 @@ func (r *ZoneTrustDomainReconciler) reconcileSpire(ctx context.Context, zone *sp
 	return 0, nil
 }
 
-// desiredRelease loads the charts and returns the desired install and the
-// digest of its chart version and values.
-func (r *ZoneTrustDomainReconciler) desiredRelease(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, values map[string]any) (spirehelm.Desired, string, error) {
-	spireVersion, crdsVersion := spirehelm.DefaultSpireVersion, spirehelm.DefaultCRDsVersion
-	repository := spirehelm.DefaultRepository
-	var configMap string
+// chartSelection is where a zone's charts come from: repository (or
+// ConfigMap) and versions, defaults applied.
+func chartSelection(zone *spirefedv1alpha1.ZoneTrustDomain) (repository, configMap, spireVersion, crdsVersion string) {
+	repository, spireVersion, crdsVersion = spirehelm.DefaultRepository, spirehelm.DefaultSpireVersion, spirehelm.DefaultCRDsVersion
 	if charts := zone.Spec.Spire.Charts; charts != nil {
 		if charts.SpireVersion != "" {
 			spireVersion = charts.SpireVersion
@@ -128,29 +135,40 @@ func (r *ZoneTrustDomainReconciler) desiredRelease(ctx context.Context, zone *sp
 		}
 		configMap = charts.ConfigMap
 	}
-	digest := spirehelm.Digest(spireVersion, values)
+	return repository, configMap, spireVersion, crdsVersion
+}
+
+// specDigest identifies the desired install: chart source, versions, values.
+func specDigest(zone *spirefedv1alpha1.ZoneTrustDomain, values map[string]any) string {
+	repository, configMap, spireVersion, crdsVersion := chartSelection(zone)
+	return spirehelm.SpecDigest(repository+"|"+configMap, spireVersion, crdsVersion, values)
+}
+
+// desiredRelease loads the charts and returns the desired install.
+func (r *ZoneTrustDomainReconciler) desiredRelease(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, values map[string]any) (spirehelm.Desired, error) {
+	repository, configMap, spireVersion, crdsVersion := chartSelection(zone)
 	spireRef := spirehelm.ChartRef{Repository: repository, Name: "spire", Version: spireVersion}
 	crdsRef := spirehelm.ChartRef{Repository: repository, Name: "spire-crds", Version: crdsVersion}
 	if configMap != "" {
 		packages, err := r.chartPackages(ctx, configMap)
 		if err != nil {
-			return spirehelm.Desired{}, digest, err
+			return spirehelm.Desired{}, err
 		}
 		spireRef = spirehelm.ChartRef{Name: "spire", Version: spireVersion, Package: packages["spire-"+spireVersion+".tgz"]}
 		crdsRef = spirehelm.ChartRef{Name: "spire-crds", Version: crdsVersion, Package: packages["spire-crds-"+crdsVersion+".tgz"]}
 		for _, ref := range []spirehelm.ChartRef{spireRef, crdsRef} {
 			if ref.Package == nil {
-				return spirehelm.Desired{}, digest, fmt.Errorf("ConfigMap %s/%s has no binaryData key %s-%s.tgz", r.Namespace, configMap, ref.Name, ref.Version)
+				return spirehelm.Desired{}, fmt.Errorf("ConfigMap %s/%s has no binaryData key %s-%s.tgz", r.Namespace, configMap, ref.Name, ref.Version)
 			}
 		}
 	}
 	spire, err := r.Helm.Charts.Load(ctx, spireRef)
 	if err != nil {
-		return spirehelm.Desired{}, digest, err
+		return spirehelm.Desired{}, err
 	}
 	crds, err := r.Helm.Charts.Load(ctx, crdsRef)
 	if err != nil {
-		return spirehelm.Desired{}, digest, err
+		return spirehelm.Desired{}, err
 	}
 	return spirehelm.Desired{
 		Namespace:   zone.Spec.Spire.Namespace,
@@ -159,7 +177,7 @@ func (r *ZoneTrustDomainReconciler) desiredRelease(ctx context.Context, zone *sp
 		Spire:       spire,
 		Values:      values,
 		Remediation: zone.Spec.Spire.UpgradeRemediation,
-	}, digest, nil
+	}, nil
 }
 
 // chartPackages reads the packaged charts of a ConfigMap in the operator's
@@ -190,7 +208,7 @@ func (r *ZoneTrustDomainReconciler) helmBackoff(status *spirefedv1alpha1.SpireRe
 		delay *= 2
 	}
 	delay = min(delay, limit)
-	return time.Until(status.LastActionTime.Add(delay))
+	return status.LastActionTime.Add(delay).Sub(r.now())
 }
 
 // spireFailed records a failure and returns when to retry.
@@ -223,9 +241,10 @@ func (r *ZoneTrustDomainReconciler) setSpireInstalled(zone *spirefedv1alpha1.Zon
 	setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.SpireInstalledCondition, status, reason, message)
 }
 
-// recordReleases copies what Helm reports of the releases into status.
+// recordReleases copies what Helm reports of the releases into status:
+// the deployed revision of spire (what runs), not a failed attempt.
 func recordReleases(status *spirefedv1alpha1.SpireReleaseStatus, state spirehelm.State) {
-	if rel := state.Spire; rel != nil {
+	if rel := state.Deployed; rel != nil {
 		status.Revision = rel.Version
 		if rel.Chart != nil && rel.Chart.Metadata != nil {
 			status.ChartVersion = rel.Chart.Metadata.Version

@@ -128,6 +128,21 @@ func TestAdmission(t *testing.T) {
 		}
 	})
 
+	t.Run("the SPIRE namespace is immutable", func(t *testing.T) {
+		zone := patched(t, validZone, `{}`)
+		zone.SetName("helm-immutable")
+		if err := c.Create(ctx, zone); err != nil {
+			t.Fatal(err)
+		}
+		if err := unstructured.SetNestedField(zone.Object, "elsewhere", "spec", "spire", "namespace"); err != nil {
+			t.Fatal(err)
+		}
+		err := c.Update(ctx, zone)
+		if err == nil || !strings.Contains(err.Error(), "spec.spire.namespace") || !strings.Contains(err.Error(), "spire.namespace is immutable") {
+			t.Fatalf("update of spire.namespace: got %v, want an error naming spec.spire.namespace", err)
+		}
+	})
+
 	t.Run("defaults", func(t *testing.T) {
 		zone := patched(t, validZone, `{}`)
 		zone.SetName("defaults")

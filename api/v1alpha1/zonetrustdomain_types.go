@@ -100,16 +100,19 @@ type SpireInstallation struct {
 	// +optional
 	Install SpireInstallMode `json:"install,omitempty"`
 
-	// Namespace of the SPIRE server and of the Helm releases.
+	// Namespace of the SPIRE server and of the Helm releases. Immutable: a
+	// Helm install would stay behind in the old one.
 	// +kubebuilder:default=spire-server
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spire.namespace is immutable (a Helm install would stay behind); create a new zone instead"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 
-	// ReleaseName is the name of the spire Helm release.
+	// ReleaseName is the name of the spire Helm release. Immutable.
 	// +kubebuilder:default=spire
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spire.releaseName is immutable (the old release would stay behind); create a new zone instead"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=53
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`

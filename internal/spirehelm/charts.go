@@ -52,18 +52,21 @@ type LoadedChart struct {
 	Digest string
 }
 
-// ChartSource downloads charts and caches them by package digest: a chart
-// version is fetched once per process.
+// ChartSource downloads charts and caches their packages by digest: a
+// chart version is fetched once per process. Every Load returns a chart of
+// its own, freshly loaded from the package: Helm edits the chart it
+// installs (it drops disabled subcharts), so zones must not share one.
 type ChartSource struct {
 	// HTTPClient fetches from http(s) repositories; a client with a 30s
 	// timeout if nil.
 	HTTPClient *http.Client
-	// Registry pulls from OCI registries; a default client if nil.
+	// Registry pulls from OCI registries; a client with a 60s timeout per
+	// request if nil.
 	Registry *registry.Client
 
 	mu       sync.Mutex
 	byRef    map[string]string // repository|name|version -> digest
-	byDigest map[string]*chart.Chart
+	byDigest map[string][]byte
 }
 
 // Load returns a chart, from the cache when it was loaded before.
@@ -74,9 +77,9 @@ func (s *ChartSource) Load(ctx context.Context, ref ChartRef) (LoadedChart, erro
 	key := ref.Repository + "|" + ref.Name + "|" + ref.Version
 	s.mu.Lock()
 	if digest, ok := s.byRef[key]; ok {
-		loaded := LoadedChart{Chart: s.byDigest[digest], Digest: digest}
+		data := s.byDigest[digest]
 		s.mu.Unlock()
-		return loaded, nil
+		return load(data, digest)
 	}
 	s.mu.Unlock()
 
@@ -93,26 +96,31 @@ func (s *ChartSource) Load(ctx context.Context, ref ChartRef) (LoadedChart, erro
 	return s.remember(key, data)
 }
 
-// remember loads a package, caches it by digest (and by reference key when
-// one is given) and returns it.
+// remember caches a package by digest (and by reference key when one is
+// given) and returns it loaded.
 func (s *ChartSource) remember(key string, data []byte) (LoadedChart, error) {
 	sum := sha256.Sum256(data)
 	digest := hex.EncodeToString(sum[:])
+	loaded, err := load(data, digest)
+	if err != nil {
+		return LoadedChart{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	loaded, ok := s.byDigest[digest]
-	if !ok {
-		var err error
-		if loaded, err = loader.LoadArchive(bytes.NewReader(data)); err != nil {
-			return LoadedChart{}, fmt.Errorf("loading chart package: %w", err)
-		}
-		if s.byDigest == nil {
-			s.byDigest, s.byRef = map[string]*chart.Chart{}, map[string]string{}
-		}
-		s.byDigest[digest] = loaded
+	if s.byDigest == nil {
+		s.byDigest, s.byRef = map[string][]byte{}, map[string]string{}
 	}
+	s.byDigest[digest] = data
 	if key != "" {
 		s.byRef[key] = digest
+	}
+	return loaded, nil
+}
+
+func load(data []byte, digest string) (LoadedChart, error) {
+	loaded, err := loader.LoadArchive(bytes.NewReader(data))
+	if err != nil {
+		return LoadedChart{}, fmt.Errorf("loading chart package: %w", err)
 	}
 	return LoadedChart{Chart: loaded, Digest: digest}, nil
 }
@@ -144,11 +152,12 @@ func (s *ChartSource) downloadHTTP(ctx context.Context, ref ChartRef) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("downloading the chart: %w", err)
 	}
-	if version.Digest != "" {
-		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); got != version.Digest {
-			return nil, fmt.Errorf("the chart's digest %s differs from the index's %s", got, version.Digest)
-		}
+	if version.Digest == "" {
+		return nil, errors.New("the repository index gives no digest for the chart")
+	}
+	sum := sha256.Sum256(data)
+	if got := hex.EncodeToString(sum[:]); got != version.Digest {
+		return nil, fmt.Errorf("the chart's digest %s differs from the index's %s", got, version.Digest)
 	}
 	return data, nil
 }
@@ -205,7 +214,7 @@ func (s *ChartSource) pullOCI(ref ChartRef) ([]byte, error) {
 	client := s.Registry
 	if client == nil {
 		var err error
-		if client, err = registry.NewClient(registry.ClientOptEnableCache(false)); err != nil {
+		if client, err = registry.NewClient(registry.ClientOptEnableCache(false), registry.ClientOptHTTPClient(&http.Client{Timeout: 60 * time.Second})); err != nil {
 			return nil, fmt.Errorf("creating the registry client: %w", err)
 		}
 	}

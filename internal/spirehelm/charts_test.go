@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,7 +115,7 @@ func TestChartSourceRefusesBadAnswers(t *testing.T) {
 // loopback with Helm's client and loads it from an oci:// reference.
 func TestChartSourceOCI(t *testing.T) {
 	t.Parallel()
-	server := httptest.NewServer(ggcrregistry.New())
+	server := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	defer server.Close()
 	client, err := registry.NewClient(registry.ClientOptPlainHTTP(), registry.ClientOptEnableCache(false))
 	if err != nil {

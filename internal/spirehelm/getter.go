@@ -22,6 +22,8 @@ func ActionConfig(config *rest.Config, namespace string) (*action.Configuration,
 	if err := helm.Init(getter, namespace, "secret", func(string, ...any) {}); err != nil {
 		return nil, fmt.Errorf("configuring Helm for namespace %s: %w", namespace, err)
 	}
+	// Every stored revision counts, failed installs included.
+	helm.Releases.MaxHistory = maxHistory
 	return helm, nil
 }
 

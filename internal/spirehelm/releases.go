@@ -71,6 +71,9 @@ type Desired struct {
 type State struct {
 	// Spire and CRDs are the releases' latest revisions (nil if none).
 	Spire, CRDs *release.Release
+	// Deployed is the spire release's deployed revision: what runs (nil if
+	// none).
+	Deployed *release.Release
 	// Action is the Helm action this reconcile took on the spire release, or "".
 	Action string
 	// Drift lists the spire release's objects found deleted or changed by
@@ -112,15 +115,21 @@ func CRDsReleaseName(releaseName string) string { return releaseName + "-crds" }
 // Reconcile brings the releases to desired: spire-crds first, then spire;
 // then it checks the spire release's objects for drift (corrected by an
 // upgrade with the same chart and values) and its workloads for readiness.
-func (i *Installer) Reconcile(ctx context.Context, config *rest.Config, desired Desired) (State, error) {
-	var state State
+func (i *Installer) Reconcile(ctx context.Context, config *rest.Config, desired Desired) (state State, err error) {
 	helm, err := ActionConfig(config, desired.Namespace)
 	if err != nil {
 		return state, err
 	}
+	defer func() { state.Deployed = deployedRelease(helm, desired.ReleaseName) }()
 	crdsName := CRDsReleaseName(desired.ReleaseName)
 	if state.CRDs, _, err = i.ensure(ctx, helm, desired.Namespace, crdsName, desired.CRDs, map[string]any{}, spirefedv1alpha1.RemediationRetry); err != nil {
 		state.CRDs = lastRelease(helm, crdsName)
+		state.Spire = lastRelease(helm, desired.ReleaseName)
+		return state, err
+	}
+	// The spire chart creates custom resources: its CRDs must be
+	// established first.
+	if state.NotReady, err = notReady(ctx, helm, state.CRDs); err != nil || state.NotReady != "" {
 		state.Spire = lastRelease(helm, desired.ReleaseName)
 		return state, err
 	}
@@ -170,22 +179,26 @@ func (i *Installer) ensure(ctx context.Context, helm *action.Configuration, name
 		rel, err := i.upgrade(ctx, helm, namespace, name, loaded, values)
 		return rel, ActionUpgrade, wrapAction(name, ActionUpgrade, err)
 	case release.StatusFailed:
-		if !hasDeployed(helm, name) {
+		deployed := deployedRelease(helm, name)
+		if deployed == nil {
 			// The install failed: install again in its place.
 			rel, err := i.install(ctx, helm, namespace, name, loaded, values, true)
 			return rel, ActionInstall, wrapAction(name, ActionInstall, err)
 		}
 		if remediation == spirefedv1alpha1.RemediationRollback {
-			rel, err := i.rollback(helm, name)
+			rel, err := i.rollback(helm, name, deployed.Version)
 			return rel, ActionRollback, wrapAction(name, ActionRollback, err)
 		}
 		rel, err := i.upgrade(ctx, helm, namespace, name, loaded, values)
 		return rel, ActionUpgrade, wrapAction(name, ActionUpgrade, err)
-	default:
-		// Uninstalled (with history kept), superseded or unknown: install
-		// in its place.
+	case release.StatusUninstalled:
 		rel, err := i.install(ctx, helm, namespace, name, loaded, values, true)
 		return rel, ActionInstall, wrapAction(name, ActionInstall, err)
+	default:
+		// Superseded or unknown as the latest revision: Helm upgrades from
+		// the deployed one.
+		rel, err := i.upgrade(ctx, helm, namespace, name, loaded, values)
+		return rel, ActionUpgrade, wrapAction(name, ActionUpgrade, err)
 	}
 }
 
@@ -225,8 +238,11 @@ func (i *Installer) upgrade(ctx context.Context, helm *action.Configuration, nam
 	return upgrade.RunWithContext(ctx, name, loaded.Chart, values)
 }
 
-func (i *Installer) rollback(helm *action.Configuration, name string) (*release.Release, error) {
+// rollback goes back to the deployed revision (not merely the previous
+// one, which may have failed too).
+func (i *Installer) rollback(helm *action.Configuration, name string, version int) (*release.Release, error) {
 	rollback := action.NewRollback(helm)
+	rollback.Version = version
 	rollback.MaxHistory = maxHistory
 	rollback.Timeout = i.timeout()
 	if err := rollback.Run(name); err != nil {
@@ -265,9 +281,12 @@ func upToDate(rel *release.Release, loaded LoadedChart, values map[string]any) b
 	return Digest(rel.Chart.Metadata.Version, deployed) == Digest(loaded.Chart.Metadata.Version, values)
 }
 
-func hasDeployed(helm *action.Configuration, name string) bool {
-	deployed, err := helm.Releases.DeployedAll(name)
-	return err == nil && len(deployed) > 0
+func deployedRelease(helm *action.Configuration, name string) *release.Release {
+	deployed, err := helm.Releases.Deployed(name)
+	if err != nil {
+		return nil
+	}
+	return deployed
 }
 
 func lastRelease(helm *action.Configuration, name string) *release.Release {
@@ -321,27 +340,38 @@ func changedField(desired, live *unstructured.Unstructured) string {
 		}
 		want, _, _ := unstructured.NestedSlice(desired.Object, "spec", "template", "spec", "containers")
 		got, _, _ := unstructured.NestedSlice(live.Object, "spec", "template", "spec", "containers")
-		if images(want) != images(got) {
-			return "spec.template.spec.containers[*].image"
+		liveImages := images(got)
+		for name, image := range images(want) {
+			current, ok := liveImages[name]
+			// An admission controller may pin the tag to a digest.
+			if !ok || current != image && !strings.HasPrefix(current, image+"@") {
+				return "spec.template.spec.containers[" + name + "].image"
+			}
 		}
 	case "ConfigMap":
-		want, _, _ := unstructured.NestedFieldNoCopy(desired.Object, "data")
-		got, _, _ := unstructured.NestedFieldNoCopy(live.Object, "data")
-		if fmt.Sprint(want) != fmt.Sprint(got) {
+		want, _, _ := unstructured.NestedStringMap(desired.Object, "data")
+		got, _, _ := unstructured.NestedStringMap(live.Object, "data")
+		if len(want) != len(got) {
 			return "data"
+		}
+		for key, value := range want {
+			if got[key] != value {
+				return "data"
+			}
 		}
 	}
 	return ""
 }
 
-func images(containers []any) string {
-	var out []string
+// images maps container names to images.
+func images(containers []any) map[string]string {
+	out := map[string]string{}
 	for _, container := range containers {
 		if m, ok := container.(map[string]any); ok {
-			out = append(out, fmt.Sprint(m["name"], "=", m["image"]))
+			out[fmt.Sprint(m["name"])] = fmt.Sprint(m["image"])
 		}
 	}
-	return strings.Join(out, ",")
+	return out
 }
 
 // notReady names the first of the release's workloads that is not ready,

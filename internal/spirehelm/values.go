@@ -20,6 +20,8 @@ const (
 	// defaultBundlePort is the chart's bundle endpoint port, used when the
 	// zone's bundle endpoint URL names none.
 	defaultBundlePort = 8443
+	// bootstrapKey is where the chart's bundle publisher puts PEM bundles.
+	bootstrapKey = "bundle.crt"
 )
 
 // ValuesError says why the user's values cannot be used.
@@ -56,10 +58,19 @@ func OwnedValues(zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error)
 				"bundleConfigMap": bootstrap.Name,
 			},
 		},
+		// The server publishes its X.509 authorities as PEM into the
+		// bootstrap ConfigMap (key bundle.crt), and agents read them there.
+		"spire-agent": map[string]any{
+			"trustBundleFormat": "pem",
+		},
 		"spire-server": map[string]any{
 			"bundleConfigMap": bootstrap.Name,
-			"notifier": map[string]any{
-				"k8sBundle": map[string]any{"namespace": bootstrap.Namespace},
+			"bundlePublisher": map[string]any{
+				"k8sConfigMap": map[string]any{
+					"enabled":   true,
+					"format":    "pem",
+					"namespace": bootstrap.Namespace,
+				},
 			},
 			"federation": map[string]any{
 				"enabled": true,
@@ -95,6 +106,9 @@ func Values(zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if key := zone.BootstrapConfigMap().Key; key != bootstrapKey {
+		return nil, &ValuesError{Message: fmt.Sprintf("bootstrapBundle.configMap.key is %q, but the chart publishes the bundle under %q", key, bootstrapKey)}
+	}
 	user := map[string]any{}
 	if raw := zone.Spec.Spire.Values; raw != nil && len(raw.Raw) > 0 {
 		if err := json.Unmarshal(raw.Raw, &user); err != nil {
@@ -119,6 +133,13 @@ func Values(zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error) {
 		}
 	}
 	return merged, nil
+}
+
+// SpecDigest is the SHA-256 of everything that selects a Helm install:
+// chart source, versions and values. A failure is retried with backoff
+// only while it stays the same.
+func SpecDigest(source, spireVersion, crdsVersion string, values map[string]any) string {
+	return Digest(source+"|"+spireVersion+"|"+crdsVersion, values)
 }
 
 // Digest is the SHA-256 of a chart version and values, as status shows it.

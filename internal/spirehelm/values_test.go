@@ -46,7 +46,8 @@ func TestValues(t *testing.T) {
 			zone: helmZone(nil),
 			want: []string{`"trustDomain":"broker.example"`, `"clusterName":"broker"`, `"bundleConfigMap":"spire-bundle"`,
 				`"bundleEndpoint":{"port":9443,"refreshHint":"5m"}`, `"enabled":true`, `"className":"spire-server-spire"`,
-				`"k8sBundle":{"namespace":"spire-server"}`, `"tls":{"spire":{"enabled":true}}`},
+				`"k8sConfigMap":{"enabled":true,"format":"pem","namespace":"spire-server"}`, `"spire-agent":{"trustBundleFormat":"pem"}`,
+				`"tls":{"spire":{"enabled":true}}`},
 		},
 		{
 			name: "port defaults to the chart's when the URL names none; refresh hint from the spec",
@@ -59,12 +60,19 @@ func TestValues(t *testing.T) {
 		{
 			name: "user values merge around the owned keys",
 			zone: helmZone(withValues(`{"spire-server": {"logLevel": "debug", "federation": {"enabled": true}}, "spire-agent": {"logLevel": "warn"}}`)),
-			want: []string{`"logLevel":"debug"`, `"spire-agent":{"logLevel":"warn"}`, `"trustDomain":"broker.example"`},
+			want: []string{`"logLevel":"debug"`, `"spire-agent":{"logLevel":"warn","trustBundleFormat":"pem"}`, `"trustDomain":"broker.example"`},
 		},
 		{
 			name:    "a conflicting owned key is refused",
 			zone:    helmZone(withValues(`{"global": {"spire": {"trustDomain": "other.example"}}, "spire-server": {"controllerManager": {"className": "mine"}}}`)),
 			wantErr: "global.spire.trustDomain (the operator sets broker.example), spire-server.controllerManager.className (the operator sets spire-server-spire)",
+		},
+		{
+			name: "a bootstrap key the chart does not publish",
+			zone: helmZone(func(zone *spirefedv1alpha1.ZoneTrustDomain) {
+				zone.Spec.BootstrapBundle.ConfigMap.Key = "bundle.spiffe"
+			}),
+			wantErr: `bootstrapBundle.configMap.key is "bundle.spiffe"`,
 		},
 		{
 			name:    "values that are not an object",
