@@ -43,15 +43,7 @@ spec:
 func TestAdmission(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatalf("starting API server: %v", err)
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stopping API server: %v", err)
-		}
-	}()
+	env := testenv.StartForTest(ctx, t, testenv.Options{})
 	c := env.Management.Client
 
 	cases := []struct {

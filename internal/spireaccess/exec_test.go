@@ -24,15 +24,7 @@ import (
 func TestExecServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{Zones: []testenv.ZoneSpec{{Name: "exec", KWOK: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	env := testenv.StartForTest(ctx, t, testenv.Options{Zones: []testenv.ZoneSpec{{Name: "exec", KWOK: true}}})
 	cluster := env.Zones["exec"]
 	if err := cluster.ExposeToExec("spire-server"); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -230,4 +231,20 @@ func SpireControllerManagerCRDs() (string, error) {
 		spireCRDsDir = filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "bases")
 	})
 	return spireCRDsDir, spireCRDsErr
+}
+
+// StartForTest starts an environment for one test and stops it when the
+// test ends; a failure to start or stop fails the test.
+func StartForTest(ctx context.Context, t testing.TB, opts Options) *Env {
+	t.Helper()
+	env, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("starting clusters: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping clusters: %v", err)
+		}
+	})
+	return env
 }

@@ -26,15 +26,7 @@ import (
 func TestOperatorChart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	env := testenv.StartForTest(ctx, t, testenv.Options{})
 	repo, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
