@@ -338,6 +338,11 @@ func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshSco
 				scope.pendingCount++ // federatesWith waits for bundles in the zone
 			}
 		}
+		for _, entry := range zonePlan.StaticEntries {
+			if len(entry.Spec.FederatesWith) < len(zonePlan.FederatedTrustDomains) {
+				scope.pendingCount++
+			}
+		}
 		scope.pendingCount += result.Deferred // offboarding continues next pass
 	}
 }
@@ -351,11 +356,15 @@ var errZoneDeleting = errors.New("the zone is being deleted")
 // deleted.
 func (r *FederationMeshReconciler) claimZone(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, name string) error {
 	if !slices.Contains(mesh.Status.AppliedZones, name) {
+		// Patch a copy: the answer must not overwrite the status this
+		// reconcile is building.
 		before := mesh.DeepCopy()
-		addAppliedZone(mesh, name)
-		if err := r.Status().Patch(ctx, mesh, client.MergeFrom(before)); err != nil {
+		claimed := mesh.DeepCopy()
+		addAppliedZone(claimed, name)
+		if err := r.Status().Patch(ctx, claimed, client.MergeFrom(before)); err != nil {
 			return fmt.Errorf("recording zone %s in mesh %s: %w", name, mesh.Name, err)
 		}
+		addAppliedZone(mesh, name)
 	}
 	zone := &spirefedv1alpha1.ZoneTrustDomain{}
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, zone); err != nil {

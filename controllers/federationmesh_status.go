@@ -143,8 +143,10 @@ func setPairs(mesh *spirefedv1alpha1.FederationMesh, scope *meshScope, now time.
 	}
 	mesh.Status.PairTotals = totals
 
-	if !meta.IsStatusConditionTrue(mesh.Status.Conditions, spirefedv1alpha1.ZonesResolvedCondition) {
-		resolved := meta.FindStatusCondition(mesh.Status.Conditions, spirefedv1alpha1.ZonesResolvedCondition)
+	if resolved := meta.FindStatusCondition(mesh.Status.Conditions, spirefedv1alpha1.ZonesResolvedCondition); resolved == nil || resolved.Status != metav1.ConditionTrue {
+		if resolved == nil {
+			return
+		}
 		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ConvergedCondition, metav1.ConditionFalse, resolved.Reason, resolved.Message)
 		return
 	}

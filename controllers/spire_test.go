@@ -1,11 +1,16 @@
 package controllers
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,6 +25,7 @@ import (
 type spireZone struct {
 	name   string
 	server *testenv.SpireServer
+	agent  *testenv.SpireAgent
 }
 
 // startSpireZone starts SPIRE for a zone in a cluster, with the operator
@@ -58,10 +64,90 @@ func startSpireZone(t *testing.T, name, clusterName string) *spireZone {
 	zone.Spec.Spire.Namespace = namespace
 	zone.Spec.Spire.ClassName = className
 	zone.Spec.Spire.ServerAccess = &spirefedv1alpha1.SpireServerAccess{Socket: &spirefedv1alpha1.SocketAccess{Path: server.SocketPath}}
+	agent, err := env.StartSpireAgent(testCtx, server, "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
 	createZone(t, zone)
 	waitForZoneCondition(t, name, ready, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded)
 	waitForZoneCondition(t, name, spirefedv1alpha1.BundleFetchedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonFetched)
-	return &spireZone{name: name, server: server}
+	return &spireZone{name: name, server: server, agent: agent}
+}
+
+// workload returns the X.509 source of this test process as a workload of
+// the zone: its SVID and the bundles, federated ones included, that the
+// zone's agent gives it.
+func (z *spireZone) workload(t *testing.T) *workloadapi.X509Source {
+	t.Helper()
+	source, err := workloadapi.NewX509Source(testCtx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+z.agent.SocketPath)))
+	if err != nil {
+		t.Fatalf("workload of %s: %v", z.name, err)
+	}
+	t.Cleanup(func() { _ = source.Close() })
+	return source
+}
+
+// handshake runs one mTLS handshake over loopback between a workload of
+// the server's zone and one of the client's zone, each authorizing the
+// other's SPIFFE ID and trusting only the bundles its agent gave it.
+func handshake(server, client *workloadapi.X509Source) error {
+	serverSVID, err := server.GetX509SVID()
+	if err != nil {
+		return err
+	}
+	clientSVID, err := client.GetX509SVID()
+	if err != nil {
+		return err
+	}
+	listener, err := tls.Listen("tcp", "127.0.0.1:0", tlsconfig.MTLSServerConfig(server, server, tlsconfig.AuthorizeID(clientSVID.ID)))
+	if err != nil {
+		return err
+	}
+	defer listener.Close()
+	accepted := make(chan error, 1)
+	go func() {
+		conn, err := listener.Accept()
+		if err != nil {
+			accepted <- err
+			return
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		accepted <- conn.(*tls.Conn).Handshake()
+	}()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", listener.Addr().String(),
+		tlsconfig.MTLSClientConfig(client, client, tlsconfig.AuthorizeID(serverSVID.ID)))
+	if err != nil {
+		return fmt.Errorf("client: %w (server: %v)", err, <-accepted)
+	}
+	defer conn.Close()
+	if err := <-accepted; err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	return nil
+}
+
+// waitForHandshakes waits until a workload of every zone completes mTLS
+// with a workload of every peer zone.
+func waitForHandshakes(t *testing.T, sources map[string]*workloadapi.X509Source, links map[string][]string) {
+	t.Helper()
+	deadline := testDeadline(30)
+	for {
+		var failures []string
+		for server, peers := range links {
+			for _, client := range peers {
+				if err := handshake(sources[server], sources[client]); err != nil {
+					failures = append(failures, fmt.Sprintf("%s<-%s: %v", server, client, err))
+				}
+			}
+		}
+		if len(failures) == 0 {
+			return
+		}
+		if deadline() {
+			t.Fatalf("cross-zone mTLS fails: %v", failures)
+		}
+	}
 }
 
 // ownFingerprints reads the X.509 authorities of a SPIRE server's own bundle
@@ -150,6 +236,14 @@ func TestFederationWithSPIRE(t *testing.T) {
 			Identities: []spirefedv1alpha1.IdentityTemplate{{
 				Name:             "workloads",
 				SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}",
+			}, {
+				// This test process, attested by each zone's agent.
+				Name:             "process",
+				SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/process",
+				Static: &spirefedv1alpha1.StaticEntryTemplate{
+					ParentIDTemplate: "spiffe://{{ .TrustDomain }}/agent/lab",
+					Selectors:        []string{fmt.Sprintf("unix:uid:%d", os.Getuid())},
+				},
 			}},
 		},
 	}
@@ -169,6 +263,14 @@ func TestFederationWithSPIRE(t *testing.T) {
 		waitForMeshCondition(t, "spire", spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
 	})
 
+	sources := map[string]*workloadapi.X509Source{}
+	for name, zone := range zones {
+		sources[name] = zone.workload(t)
+	}
+	t.Run("workloads of every zone complete mTLS with workloads of every peer", func(t *testing.T) {
+		waitForHandshakes(t, sources, fullMesh)
+	})
+
 	t.Run("steady state makes no write and no refresh", func(t *testing.T) {
 		writes, refreshes := applier.Writes(), meshReconciler.SpireRefreshes()
 		time.Sleep(8 * time.Second)
@@ -181,6 +283,34 @@ func TestFederationWithSPIRE(t *testing.T) {
 	})
 
 	t.Run("a CA rotation reaches every peer's SPIRE server within seconds", func(t *testing.T) {
+		// Handshakes go on across zones during the rotation: none may fail.
+		stop := make(chan struct{})
+		failed := make(chan []string, 1)
+		go func() {
+			var failures []string
+			for {
+				select {
+				case <-stop:
+					failed <- failures
+					return
+				default:
+				}
+				for server, peers := range fullMesh {
+					for _, client := range peers {
+						if err := handshake(sources[server], sources[client]); err != nil {
+							failures = append(failures, fmt.Sprintf("%s<-%s: %v", server, client, err))
+						}
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		defer func() {
+			close(stop)
+			if failures := <-failed; len(failures) > 0 {
+				t.Errorf("%d handshakes failed during the rotation, e.g. %s", len(failures), failures[0])
+			}
+		}()
 		before := c.ownFingerprints(t)
 		if _, err := c.server.CLI(testCtx, "localauthority", "x509", "prepare"); err != nil {
 			t.Fatal(err)

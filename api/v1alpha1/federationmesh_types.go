@@ -97,9 +97,11 @@ type Link struct {
 	To string `json:"to"`
 }
 
-// IdentityTemplate renders a ClusterSPIFFEID in every member zone. The
-// fields follow spire-controller-manager's ClusterSPIFFEID; federatesWith is
-// computed, never typed.
+// IdentityTemplate renders a ClusterSPIFFEID in every member zone (or in
+// the zones listed), or, with static, a ClusterStaticEntry. The fields follow
+// spire-controller-manager's ClusterSPIFFEID; federatesWith is computed,
+// never typed.
+// +kubebuilder:validation:XValidation:rule="!has(self.static) || (!has(self.podSelector) && !has(self.namespaceSelector) && !has(self.workloadSelectorTemplates) && !has(self.dnsNameTemplates))",message="a static identity selects its workload with static.selectors; podSelector, namespaceSelector, workloadSelectorTemplates and dnsNameTemplates are for Pods"
 type IdentityTemplate struct {
 	// Name of the identity; the ClusterSPIFFEID is named after it.
 	// +kubebuilder:validation:MinLength=1
@@ -138,6 +140,38 @@ type IdentityTemplate struct {
 	// TTL of the X509-SVIDs; zero means the SPIRE server's default.
 	// +optional
 	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// Zones limits the identity to these member zones; empty means every
+	// member.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=253
+	// +optional
+	Zones []string `json:"zones,omitempty"`
+
+	// Static renders a ClusterStaticEntry in place of a ClusterSPIFFEID, for
+	// workloads that are not Pods (processes or VMs that a SPIRE agent
+	// attests). In spiffeIDTemplate and static.parentIDTemplate the only
+	// substitution is {{ .TrustDomain }}.
+	// +optional
+	Static *StaticEntryTemplate `json:"static,omitempty"`
+}
+
+// StaticEntryTemplate is the part of a ClusterStaticEntry that selects its
+// workload.
+type StaticEntryTemplate struct {
+	// ParentIDTemplate is the SPIFFE ID of the agent that attests the
+	// workload, e.g. "spiffe://{{ .TrustDomain }}/spire/agent/x509pop/host1".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	ParentIDTemplate string `json:"parentIDTemplate"`
+
+	// Selectors of the workload, e.g. "unix:uid:1000".
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=1024
+	Selectors []string `json:"selectors"`
 }
 
 // MeshIntegrationType is a supported service mesh.

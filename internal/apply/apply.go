@@ -34,6 +34,8 @@ type Live struct {
 	FederatedTrustDomains []spirev1alpha1.ClusterFederatedTrustDomain
 	// SPIFFEIDs are the ClusterSPIFFEIDs the mesh owns in the cluster for the zone.
 	SPIFFEIDs []spirev1alpha1.ClusterSPIFFEID
+	// StaticEntries are the ClusterStaticEntries the mesh owns there.
+	StaticEntries []spirev1alpha1.ClusterStaticEntry
 
 	mesh, zone string
 }
@@ -46,11 +48,16 @@ func Observe(ctx context.Context, c client.Reader, mesh, zone string) (*Live, er
 	if err := c.List(ctx, &federated); err != nil {
 		return nil, fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
 	}
+	owned := client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh, plan.LabelZone: zone}
 	var ids spirev1alpha1.ClusterSPIFFEIDList
-	if err := c.List(ctx, &ids, client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh, plan.LabelZone: zone}); err != nil {
+	if err := c.List(ctx, &ids, owned); err != nil {
 		return nil, fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
 	}
-	return &Live{FederatedTrustDomains: federated.Items, SPIFFEIDs: ids.Items, mesh: mesh, zone: zone}, nil
+	var static spirev1alpha1.ClusterStaticEntryList
+	if err := c.List(ctx, &static, owned); err != nil {
+		return nil, fmt.Errorf("listing ClusterStaticEntries: %w", err)
+	}
+	return &Live{FederatedTrustDomains: federated.Items, SPIFFEIDs: ids.Items, StaticEntries: static.Items, mesh: mesh, zone: zone}, nil
 }
 
 // OwnedBy says whether an object carries the ownership labels of mesh and zone.
@@ -124,6 +131,20 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePl
 		}
 	}
 
+	liveStatic := map[string]*spirev1alpha1.ClusterStaticEntry{}
+	for i := range live.StaticEntries {
+		liveStatic[live.StaticEntries[i].Name] = &live.StaticEntries[i]
+	}
+	for _, desired := range zonePlan.StaticEntries {
+		current := liveStatic[desired.Name]
+		if current != nil && equality.Semantic.DeepEqual(current.Spec, desired.Spec) && hasLabels(current.Labels, desired.Labels) {
+			continue
+		}
+		if err := a.apply(ctx, c, desired, &result); err != nil {
+			return result, err
+		}
+	}
+
 	liveFederated := map[string]*spirev1alpha1.ClusterFederatedTrustDomain{}
 	for i := range live.FederatedTrustDomains {
 		liveFederated[live.FederatedTrustDomains[i].Name] = &live.FederatedTrustDomains[i]
@@ -149,6 +170,14 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePl
 		id := &live.SPIFFEIDs[i]
 		if live.owns(id.Labels) && !slices.ContainsFunc(zonePlan.SPIFFEIDs, func(d *spirev1alpha1.ClusterSPIFFEID) bool { return d.Name == id.Name }) {
 			if err := a.delete(ctx, c, id, &result); err != nil {
+				return result, err
+			}
+		}
+	}
+	for i := range live.StaticEntries {
+		entry := &live.StaticEntries[i]
+		if live.owns(entry.Labels) && !slices.ContainsFunc(zonePlan.StaticEntries, func(d *spirev1alpha1.ClusterStaticEntry) bool { return d.Name == entry.Name }) {
+			if err := a.delete(ctx, c, entry, &result); err != nil {
 				return result, err
 			}
 		}
@@ -181,18 +210,20 @@ func (l *Live) FederatedWith() map[string]bool {
 			}
 		}
 	}
+	for _, entry := range l.StaticEntries {
+		if l.owns(entry.Labels) {
+			for _, trustDomain := range entry.Spec.FederatesWith {
+				peers[trustDomain] = true
+			}
+		}
+	}
 	return peers
 }
 
-// federatesWith says whether a ClusterSPIFFEID the mesh owns in the zone
-// listed a trust domain when the zone was read.
+// federatesWith says whether a ClusterSPIFFEID or ClusterStaticEntry the
+// mesh owns in the zone listed a trust domain when the zone was read.
 func (l *Live) federatesWith(trustDomain string) bool {
-	for _, id := range l.SPIFFEIDs {
-		if l.owns(id.Labels) && slices.Contains(id.Spec.FederatesWith, trustDomain) {
-			return true
-		}
-	}
-	return false
+	return l.FederatedWith()[trustDomain]
 }
 
 // conflict explains why the mesh must not write desired: another object
@@ -281,8 +312,8 @@ func (a *Applier) delete(ctx context.Context, c client.Client, obj client.Object
 }
 
 // RemoveZone deletes everything the operator wrote in a zone's cluster for
-// that zone, whatever the mesh: ClusterSPIFFEIDs first, then
-// ClusterFederatedTrustDomains. It returns how many objects it deleted.
+// that zone, whatever the mesh: ClusterSPIFFEIDs and ClusterStaticEntries
+// first, then ClusterFederatedTrustDomains. It returns how many objects it deleted.
 func (a *Applier) RemoveZone(ctx context.Context, c client.Client, zone string) (int, error) {
 	selector := client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelZone: zone}
 	var result Result
@@ -292,6 +323,15 @@ func (a *Applier) RemoveZone(ctx context.Context, c client.Client, zone string) 
 	}
 	for i := range ids.Items {
 		if err := a.delete(ctx, c, &ids.Items[i], &result); err != nil {
+			return result.Deletes, err
+		}
+	}
+	var static spirev1alpha1.ClusterStaticEntryList
+	if err := c.List(ctx, &static, selector); err != nil {
+		return result.Deletes, fmt.Errorf("listing ClusterStaticEntries: %w", err)
+	}
+	for i := range static.Items {
+		if err := a.delete(ctx, c, &static.Items[i], &result); err != nil {
 			return result.Deletes, err
 		}
 	}

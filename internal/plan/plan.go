@@ -7,6 +7,7 @@ package plan
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -70,6 +71,7 @@ type ZonePlan struct {
 	Zone                  string
 	FederatedTrustDomains []*spirev1alpha1.ClusterFederatedTrustDomain
 	SPIFFEIDs             []*spirev1alpha1.ClusterSPIFFEID
+	StaticEntries         []*spirev1alpha1.ClusterStaticEntry
 	// KeepFederatedTrustDomains names ClusterFederatedTrustDomains of gated
 	// links that the zone already holds: the peer's bundle is unknown to
 	// the operator now (e.g. its status was reset), so nothing is written,
@@ -131,10 +133,17 @@ func Compute(in Input) Plan {
 		slices.Sort(federatesWith)
 		zonePlan := out.Zones[name]
 		for _, identity := range in.Identities {
-			zonePlan.SPIFFEIDs = append(zonePlan.SPIFFEIDs, clusterSPIFFEID(in.Mesh, zone, identity, federatesWith))
+			switch {
+			case len(identity.Zones) > 0 && !slices.Contains(identity.Zones, name):
+			case identity.Static != nil:
+				zonePlan.StaticEntries = append(zonePlan.StaticEntries, clusterStaticEntry(in.Mesh, zone, identity, federatesWith))
+			default:
+				zonePlan.SPIFFEIDs = append(zonePlan.SPIFFEIDs, clusterSPIFFEID(in.Mesh, zone, identity, federatesWith))
+			}
 		}
 		slices.SortFunc(zonePlan.FederatedTrustDomains, func(a, b *spirev1alpha1.ClusterFederatedTrustDomain) int { return strings.Compare(a.Name, b.Name) })
 		slices.SortFunc(zonePlan.SPIFFEIDs, func(a, b *spirev1alpha1.ClusterSPIFFEID) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(zonePlan.StaticEntries, func(a, b *spirev1alpha1.ClusterStaticEntry) int { return strings.Compare(a.Name, b.Name) })
 		slices.Sort(zonePlan.KeepFederatedTrustDomains)
 	}
 	return out
@@ -227,6 +236,32 @@ func clusterSPIFFEID(mesh string, zone Zone, identity spirefedv1alpha1.IdentityT
 	}
 }
 
+func clusterStaticEntry(mesh string, zone Zone, identity spirefedv1alpha1.IdentityTemplate, federatesWith []string) *spirev1alpha1.ClusterStaticEntry {
+	spec := spirev1alpha1.ClusterStaticEntrySpec{
+		SPIFFEID:      renderTrustDomain(identity.SPIFFEIDTemplate, zone.TrustDomain),
+		ParentID:      renderTrustDomain(identity.Static.ParentIDTemplate, zone.TrustDomain),
+		Selectors:     identity.Static.Selectors,
+		FederatesWith: federatesWith,
+		ClassName:     zone.ClassName,
+	}
+	if identity.TTL != nil {
+		spec.X509SVIDTTL = *identity.TTL
+	}
+	return &spirev1alpha1.ClusterStaticEntry{
+		TypeMeta:   metav1.TypeMeta{APIVersion: spirev1alpha1.SchemeGroupVersion.String(), Kind: "ClusterStaticEntry"},
+		ObjectMeta: metav1.ObjectMeta{Name: SPIFFEIDName(mesh, zone.Name, identity.Name), Labels: labels(mesh, zone.Name)},
+		Spec:       spec,
+	}
+}
+
+// renderTrustDomain substitutes the zone's trust domain for
+// {{ .TrustDomain }}, the only placeholder of static identities.
+func renderTrustDomain(template, trustDomain string) string {
+	return trustDomainPlaceholder.ReplaceAllLiteralString(template, trustDomain)
+}
+
+var trustDomainPlaceholder = regexp.MustCompile(`\{\{\s*\.TrustDomain\s*\}\}`)
+
 // FederatedTrustDomainName is the stable name of the
 // ClusterFederatedTrustDomain by which zone trusts a peer trust domain:
 // "spirefed.<zone>.<td>" (a cluster may host several zones), or, when that
@@ -241,8 +276,8 @@ func FederatedTrustDomainName(zone, trustDomain string) string {
 	return "spirefed." + zone + "." + hex.EncodeToString(sum[:8])
 }
 
-// SPIFFEIDName is the name of the ClusterSPIFFEID of a mesh's identity in
-// a zone.
+// SPIFFEIDName is the name of the ClusterSPIFFEID (or ClusterStaticEntry)
+// of a mesh's identity in a zone.
 func SPIFFEIDName(mesh, zone, identity string) string {
 	return "spirefed." + mesh + "." + zone + "." + identity
 }

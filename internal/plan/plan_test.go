@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -271,5 +272,32 @@ func BenchmarkCompute(b *testing.B) {
 				Compute(hub)
 			}
 		})
+	}
+}
+
+func TestComputeStaticAndZonedIdentities(t *testing.T) {
+	t.Parallel()
+	a, b := zone("a", true), zone("b", true)
+	webapp := spirefedv1alpha1.IdentityTemplate{
+		Name:             "webapp",
+		SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/webapp",
+		Zones:            []string{"a"},
+		Static: &spirefedv1alpha1.StaticEntryTemplate{
+			ParentIDTemplate: "spiffe://{{.TrustDomain}}/spire/agent/join_token/lab",
+			Selectors:        []string{"unix:uid:1000"},
+		},
+		TTL: &metav1.Duration{Duration: time.Hour},
+	}
+	got := Compute(Input{Mesh: "m", Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
+		Identities: []spirefedv1alpha1.IdentityTemplate{webapp, identity}, Zones: []Zone{a, b}, Observed: observedAll(a, b)})
+	inA, inB := got.Zones["a"], got.Zones["b"]
+	if len(inA.StaticEntries) != 1 || len(inB.StaticEntries) != 0 || len(inA.SPIFFEIDs) != 1 || len(inB.SPIFFEIDs) != 1 {
+		t.Fatalf("a: %d static, %d ids; b: %d static, %d ids", len(inA.StaticEntries), len(inA.SPIFFEIDs), len(inB.StaticEntries), len(inB.SPIFFEIDs))
+	}
+	entry := inA.StaticEntries[0]
+	if entry.Name != "spirefed.m.a.webapp" || entry.Spec.SPIFFEID != "spiffe://a.example/webapp" || entry.Spec.ParentID != "spiffe://a.example/spire/agent/join_token/lab" ||
+		!reflect.DeepEqual(entry.Spec.Selectors, []string{"unix:uid:1000"}) || !reflect.DeepEqual(entry.Spec.FederatesWith, []string{"b.example"}) ||
+		entry.Spec.ClassName != a.ClassName || entry.Spec.X509SVIDTTL.Duration != time.Hour || entry.Labels[LabelZone] != "a" {
+		t.Errorf("static entry = %+v", entry)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,7 @@ type SpireServer struct {
 	opts       SpireServerOptions
 	binary     string
 	configPath string
+	port       int
 
 	mu   sync.Mutex
 	proc *process
@@ -98,6 +100,7 @@ func (e *Env) StartSpireServer(ctx context.Context, opts SpireServerOptions) (*S
 		opts:              opts,
 		binary:            binary,
 		configPath:        filepath.Join(dir, "server.conf"),
+		port:              serverPort,
 	}
 	config := fmt.Sprintf(`server {
     bind_address = "127.0.0.1"
@@ -212,6 +215,95 @@ func (s *SpireServer) CLI(ctx context.Context, args ...string) ([]byte, error) {
 		return out, fmt.Errorf("spire-server %v: %w", args, err)
 	}
 	return out, nil
+}
+
+// SpireAgent is a spire-agent process attested to a server by join token,
+// with the unix workload attestor: a process of this machine gets the
+// identities whose selectors match it (unix:uid:<its uid>, ...).
+type SpireAgent struct {
+	// SocketPath of its Workload API.
+	SocketPath string
+	// AliasID is the SPIFFE ID the agent is known by besides its own,
+	// spiffe://<trust domain>/agent/<name>: the parent of workload entries.
+	AliasID string
+}
+
+// StartSpireAgent starts an agent of a server. It is stopped with the
+// environment.
+func (e *Env) StartSpireAgent(ctx context.Context, server *SpireServer, name string) (*SpireAgent, error) {
+	binary, err := Tool("spire-agent")
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(server.Dir, "agent-"+name)
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return nil, fmt.Errorf("creating folder of SPIRE agent %s: %w", name, err)
+	}
+	agent := &SpireAgent{SocketPath: filepath.Join(dir, "agent.sock"), AliasID: "spiffe://" + server.TrustDomain + "/agent/" + name}
+	out, err := server.CLI(ctx, "token", "generate", "-spiffeID", agent.AliasID, "-ttl", "3600")
+	if err != nil {
+		return nil, err
+	}
+	token := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "Token:"))
+	// The agent's bootstrap bundle comes from the server's own API, as an
+	// operator would hand it over: no insecure bootstrap.
+	bootstrap, err := server.CLI(ctx, "bundle", "show")
+	if err != nil {
+		return nil, err
+	}
+	bootstrapPath := filepath.Join(dir, "bootstrap.crt")
+	if err := os.WriteFile(bootstrapPath, bootstrap, 0o600); err != nil {
+		return nil, fmt.Errorf("writing bootstrap bundle of agent %s: %w", name, err)
+	}
+	config := fmt.Sprintf(`agent {
+    data_dir = %q
+    log_level = "INFO"
+    server_address = "127.0.0.1"
+    server_port = "%d"
+    socket_path = %q
+    trust_bundle_path = %q
+    trust_domain = %q
+    join_token = %q
+}
+
+plugins {
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    KeyManager "memory" {
+        plugin_data {}
+    }
+    WorkloadAttestor "unix" {
+        plugin_data {}
+    }
+}
+`, filepath.Join(dir, "data"), server.port, agent.SocketPath, bootstrapPath, server.TrustDomain, token)
+	configPath := filepath.Join(dir, "agent.conf")
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		return nil, fmt.Errorf("writing configuration of agent %s: %w", name, err)
+	}
+	proc, err := startProcess(dir, "spire-agent", binary, "run", "-config", configPath)
+	if err != nil {
+		return nil, err
+	}
+	e.addStopper(proc.stop)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		health := exec.CommandContext(ctx, binary, "healthcheck", "-socketPath", agent.SocketPath)
+		if health.Run() == nil {
+			return agent, nil
+		}
+		select {
+		case <-proc.done:
+			return nil, fmt.Errorf("SPIRE agent %s exited; see %s", name, filepath.Join(dir, "spire-agent.log"))
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("SPIRE agent %s not healthy after 60s", name)
+		}
+	}
 }
 
 // OwnX509Fingerprints reads, with `spire-server bundle show`, the SHA-256
