@@ -38,6 +38,14 @@ tools: ## Build every tool the tests and the lab need (a warm run rebuilds nothi
 test: tools generate manifests fmt vet ## Run all tests against real API servers and components.
 	go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: demo
+demo: tools ## Run the local multi-zone lab (broker.example and stockmarket.example) until Ctrl-C.
+	go run ./test/lab/demo
+
+.PHONY: demo-down
+demo-down: ## Stop a lab started with make demo (from another shell).
+	@if [ -f bin/demo/pid ]; then kill -TERM "$$(cat bin/demo/pid)" && echo "lab stopping"; else echo "no lab running"; fi
+
 .PHONY: bench
 bench: tools ## Run the benchmarks: planner and rotation propagation (figures in the README).
 	go test ./internal/plan -run '^$$' -bench Compute -benchtime 3x

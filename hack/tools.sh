@@ -7,7 +7,7 @@
 #        hack/tools.sh --path tool    (print the binary's path, building it if missing)
 #
 # Tools: controller-gen kube-apiserver kube-controller-manager kube-scheduler
-#        etcd kwok kwokctl spire-server spire-agent spire-controller-manager
+#        kubectl etcd kwok kwokctl spire-server spire-agent spire-controller-manager
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +30,7 @@ cg_version=$(version_of controller-gen sigs.k8s.io/controller-tools)
 # spec TOOL: "module-dir version package ldflags"
 spec() {
 	case "$1" in
-	kube-apiserver | kube-controller-manager | kube-scheduler)
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
 		echo "kube $kube_version k8s.io/kubernetes/cmd/$1 -X=k8s.io/component-base/version.gitVersion=$kube_version -X=k8s.io/component-base/version.gitMajor=1 -X=k8s.io/component-base/version.gitMinor=$kube_minor -X=k8s.io/component-base/version.gitTreeState=clean" ;;
 	etcd) echo "etcd $etcd_version ." ;;
 	kwok | kwokctl) echo "kwok $kwok_version sigs.k8s.io/kwok/cmd/$1" ;;
@@ -42,7 +42,7 @@ spec() {
 	esac
 }
 
-all_tools="controller-gen etcd kube-apiserver kube-controller-manager kube-scheduler kwok kwokctl spire-server spire-agent spire-controller-manager"
+all_tools="controller-gen etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl spire-server spire-agent spire-controller-manager"
 
 # path_of TOOL: bin/<tool>-<version>[-<hash of ldflags>]/<tool>, so that a
 # change of build flags rebuilds the tool.
