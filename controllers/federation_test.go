@@ -335,9 +335,14 @@ func getMesh(t testing.TB, name string) *spirefedv1alpha1.FederationMesh {
 
 func updateMesh(t *testing.T, change func(*spirefedv1alpha1.FederationMesh)) {
 	t.Helper()
+	updateMeshNamed(t, "fed", change)
+}
+
+func updateMeshNamed(t *testing.T, name string, change func(*spirefedv1alpha1.FederationMesh)) {
+	t.Helper()
 	for {
 		mesh := &spirefedv1alpha1.FederationMesh{}
-		if err := env.Management.Client.Get(testCtx, types.NamespacedName{Name: "fed"}, mesh); err != nil {
+		if err := env.Management.Client.Get(testCtx, types.NamespacedName{Name: name}, mesh); err != nil {
 			t.Fatal(err)
 		}
 		change(mesh)
