@@ -51,12 +51,109 @@ type Options struct {
 	// Check ends the run as soon as the web app has fetched quotes over
 	// mTLS, instead of running until ctx ends.
 	Check bool
+	// RefreshHint the bundle endpoints advertise; SPIRE's default if zero.
+	RefreshHint time.Duration
 }
 
 // zones of the lab: ZoneTrustDomain name, trust domain.
 var zones = []struct{ name, trustDomain string }{
 	{"broker", "broker.example"},
 	{"stockmarket", "stockmarket.example"},
+}
+
+// Lab is a running lab: clusters, SPIRE per zone, the operator.
+type Lab struct {
+	Env     *testenv.Env
+	Servers map[string]*testenv.SpireServer
+	Agents  map[string]*testenv.SpireAgent
+	// Vars fill in config/samples/lab.
+	Vars map[string]string
+
+	stopOperator func() error
+}
+
+// Start starts the clusters, SPIRE in every zone and the operator. Stop
+// stops them all.
+func Start(ctx context.Context, opts Options, step func(string, ...any)) (_ *Lab, err error) {
+	step("starting a management API server and the zone clusters broker and stockmarket")
+	specs := make([]testenv.ZoneSpec, 0, len(zones))
+	for _, zone := range zones {
+		specs = append(specs, testenv.ZoneSpec{Name: zone.name})
+	}
+	env, err := testenv.Start(ctx, testenv.Options{Zones: specs})
+	if err != nil {
+		return nil, err
+	}
+	lab := &Lab{Env: env, Servers: map[string]*testenv.SpireServer{}, Agents: map[string]*testenv.SpireAgent{},
+		Vars: map[string]string{"WORKLOAD_UID": strconv.Itoa(os.Getuid())}}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, lab.Stop())
+		}
+	}()
+	for _, zone := range zones {
+		step("zone %s: starting spire-server (%s), spire-controller-manager and spire-agent", zone.name, zone.trustDomain)
+		if err := lab.StartZone(ctx, zone.name, zone.trustDomain, env.Zones[zone.name], "spire-server", opts.RefreshHint); err != nil {
+			return nil, err
+		}
+	}
+	if opts.KubeconfigDir != "" {
+		if err := writeKubeconfigs(env, opts.KubeconfigDir); err != nil {
+			return nil, err
+		}
+	}
+
+	step("starting the operator")
+	operatorCtx, cancel := context.WithCancel(ctx)
+	operatorDone := make(chan error, 1)
+	go func() {
+		operatorDone <- operator.Run(operatorCtx, env.Management.Config, operator.Options{
+			Namespace: testenv.OperatorNamespace, MetricsAddr: "0", ProbeAddr: "0",
+			ZoneProbeInterval: 2 * time.Second, ZoneResyncInterval: 10 * time.Second, MeshResyncInterval: 10 * time.Second,
+			MinFetchInterval: 5 * time.Second, SpireRefresh: time.Second,
+		})
+	}()
+	lab.stopOperator = func() error {
+		cancel()
+		if err := <-operatorDone; err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	}
+	return lab, nil
+}
+
+// StartZone starts a SPIRE server, controller manager and agent for a zone
+// in a cluster, with its bundle ConfigMap in namespace and the className
+// <namespace>-spire, as the chart would name them.
+func (l *Lab) StartZone(ctx context.Context, name, trustDomain string, cluster *testenv.Cluster, namespace string, refreshHint time.Duration) error {
+	server, err := l.Env.StartSpireServer(ctx, testenv.SpireServerOptions{
+		Name: name, TrustDomain: trustDomain, Cluster: cluster, Namespace: namespace, ConfigMap: "spire-bundle", RefreshHint: refreshHint,
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := l.Env.StartSpireControllerManager(cluster, server, name, namespace+"-spire"); err != nil {
+		return err
+	}
+	if l.Agents[name], err = l.Env.StartSpireAgent(ctx, server, "lab"); err != nil {
+		return err
+	}
+	l.Servers[name] = server
+	upper := strings.ToUpper(name)
+	l.Vars[upper+"_SPIRE_SOCKET"] = server.SocketPath
+	l.Vars[upper+"_BUNDLE_ENDPOINT"] = server.BundleEndpointURL
+	return nil
+}
+
+// Stop stops the operator (its watches must end before the API servers),
+// then everything else.
+func (l *Lab) Stop() error {
+	var err error
+	if l.stopOperator != nil {
+		err = l.stopOperator()
+	}
+	return errors.Join(err, l.Env.Stop())
 }
 
 // Run runs the lab until ctx ends (or, with Check, until quotes flow), and
@@ -67,71 +164,21 @@ func Run(ctx context.Context, opts Options) (err error) {
 		out = io.Discard
 	}
 	step := func(format string, args ...any) { fmt.Fprintf(out, "lab: "+format+"\n", args...) }
-
-	step("starting a management API server and the zone clusters broker and stockmarket")
-	specs := make([]testenv.ZoneSpec, 0, len(zones))
-	for _, zone := range zones {
-		specs = append(specs, testenv.ZoneSpec{Name: zone.name})
-	}
-	env, err := testenv.Start(ctx, testenv.Options{Zones: specs})
+	lab, err := Start(ctx, opts, step)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		step("stopping everything")
-		err = errors.Join(err, env.Stop())
+		err = errors.Join(err, lab.Stop())
 	}()
-
-	vars := map[string]string{"WORKLOAD_UID": strconv.Itoa(os.Getuid())}
-	agents := map[string]*testenv.SpireAgent{}
-	for _, zone := range zones {
-		step("zone %s: starting spire-server (%s), spire-controller-manager and spire-agent", zone.name, zone.trustDomain)
-		cluster := env.Zones[zone.name]
-		server, err := env.StartSpireServer(ctx, testenv.SpireServerOptions{
-			Name: zone.name, TrustDomain: zone.trustDomain, Cluster: cluster, Namespace: "spire-server", ConfigMap: "spire-bundle",
-		})
-		if err != nil {
-			return err
-		}
-		if _, err := env.StartSpireControllerManager(cluster, server, zone.name, "spire-server-spire"); err != nil {
-			return err
-		}
-		if agents[zone.name], err = env.StartSpireAgent(ctx, server, "lab"); err != nil {
-			return err
-		}
-		upper := strings.ToUpper(zone.name)
-		vars[upper+"_SPIRE_SOCKET"] = server.SocketPath
-		vars[upper+"_BUNDLE_ENDPOINT"] = server.BundleEndpointURL
-	}
-	if opts.KubeconfigDir != "" {
-		if err := writeKubeconfigs(env, opts.KubeconfigDir); err != nil {
-			return err
-		}
-	}
-
-	step("starting the operator")
-	operatorCtx, stopOperator := context.WithCancel(ctx)
-	operatorDone := make(chan error, 1)
-	go func() {
-		operatorDone <- operator.Run(operatorCtx, env.Management.Config, operator.Options{
-			Namespace: testenv.OperatorNamespace, MetricsAddr: "0", ProbeAddr: "0",
-			ZoneProbeInterval: 2 * time.Second, ZoneResyncInterval: 10 * time.Second, MeshResyncInterval: 10 * time.Second,
-			MinFetchInterval: 5 * time.Second, SpireRefresh: time.Second,
-		})
-	}()
-	// The operator's watches must end before the API servers stop.
-	defer func() {
-		stopOperator()
-		if operatorErr := <-operatorDone; operatorErr != nil && !errors.Is(operatorErr, context.Canceled) {
-			err = errors.Join(err, operatorErr)
-		}
-	}()
+	agents := lab.Agents
 
 	step("applying config/samples/lab: the two ZoneTrustDomains and the FederationMesh stock-trading")
-	if err := applySamples(ctx, env.Management.Client, vars); err != nil {
+	if err := ApplySamples(ctx, lab.Env.Management.Client, lab.Vars); err != nil {
 		return err
 	}
-	if err := waitForMesh(ctx, env.Management.Client, step); err != nil {
+	if err := WaitForMesh(ctx, lab.Env.Management.Client, step); err != nil {
 		return err
 	}
 
@@ -214,8 +261,8 @@ func writeKubeconfigs(env *testenv.Env, dir string) error {
 	return nil
 }
 
-// applySamples applies config/samples/lab with the lab's values filled in.
-func applySamples(ctx context.Context, c client.Client, vars map[string]string) error {
+// ApplySamples applies config/samples/lab with the lab's values filled in.
+func ApplySamples(ctx context.Context, c client.Client, vars map[string]string) error {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return err
@@ -237,9 +284,9 @@ func applySamples(ctx context.Context, c client.Client, vars map[string]string) 
 	return nil
 }
 
-// waitForMesh waits until the mesh is Ready and Converged, printing each
+// WaitForMesh waits until the mesh is Ready and Converged, printing each
 // change of its Ready condition.
-func waitForMesh(ctx context.Context, c client.Client, step func(string, ...any)) error {
+func WaitForMesh(ctx context.Context, c client.Client, step func(string, ...any)) error {
 	last := ""
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
