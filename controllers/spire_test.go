@@ -411,9 +411,15 @@ func TestFederationWithSPIRE(t *testing.T) {
 				t.Fatal(err)
 			}
 			var shown struct {
-				Active   struct{ AuthorityID string `json:"authority_id"` } `json:"active"`
-				Prepared struct{ AuthorityID string `json:"authority_id"` } `json:"prepared"`
-				Old      struct{ AuthorityID string `json:"authority_id"` } `json:"old"`
+				Active struct {
+					AuthorityID string `json:"authority_id"`
+				} `json:"active"`
+				Prepared struct {
+					AuthorityID string `json:"authority_id"`
+				} `json:"prepared"`
+				Old struct {
+					AuthorityID string `json:"authority_id"`
+				} `json:"old"`
 			}
 			if err := json.Unmarshal(out, &shown); err != nil {
 				t.Fatal(err)
