@@ -47,9 +47,10 @@ demo-down: ## Stop a lab started with make demo (from another shell).
 	@if [ -f bin/demo/pid ]; then kill -TERM "$$(cat bin/demo/pid)" && echo "lab stopping"; else echo "no lab running"; fi
 
 .PHONY: bench
-bench: tools ## Run the benchmarks: planner and rotation propagation (figures in the README).
+bench: tools ## Run the benchmarks: planner, propagation, and the lab's rotation and join bench (figures in the README).
 	go test ./internal/plan -run '^$$' -bench Compute -benchtime 3x
 	go test ./controllers -run '^$$' -bench Propagation -benchtime 10x
+	go run ./test/lab/bench -rotations 5 -joins 3
 
 ##@ Build and run
 

@@ -213,7 +213,7 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	setPairs(mesh, scope, r.now())
 
 	requeue := r.resyncInterval()
-	if scope.pendingCount > 0 || len(scope.unreachable) > 0 || len(scope.applyErrors) > 0 || pairsSettling(mesh) {
+	if scope.pendingCount > 0 || len(scope.unreachable) > 0 || len(scope.spireErrors) > 0 || len(scope.applyErrors) > 0 || pairsSettling(mesh) {
 		requeue = meshSettleInterval
 	}
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(mapValues(scope.applyErrors)...)

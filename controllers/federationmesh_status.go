@@ -224,7 +224,7 @@ func spirePairState(scope *meshScope, link plan.Link, set func(spirefedv1alpha1.
 	peer := scope.members[link.To]
 	peerTrustDomain := peer.Spec.TrustDomain
 	if why, failed := scope.spireErrors[link.From]; failed {
-		return set(spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonSpireUnreachable,
+		return set(spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.ReasonSpireUnreachable,
 			fmt.Sprintf("The ClusterFederatedTrustDomain for %s in %s is current, but the zone's SPIRE server cannot be read: %s", peerTrustDomain, link.From, brief(why)))
 	}
 	held, observed := scope.spireHeld[link.From]

@@ -219,8 +219,35 @@ func spireProblem(t *testing.T, zones map[string]*spireZone, links map[string][]
 		if !slices.Equal(got, want) {
 			return fmt.Sprintf("the SPIRE server of %s holds bundles of %v, want %v", name, got, want)
 		}
+		if relationships := zones[name].relationships(t); !slices.Equal(relationships, want) {
+			return fmt.Sprintf("the SPIRE server of %s has federation relationships with %v, want %v", name, relationships, want)
+		}
 	}
 	return ""
+}
+
+// relationships lists, sorted, the trust domains a SPIRE server has a
+// federation relationship with (`spire-server federation list`).
+func (z *spireZone) relationships(t *testing.T) []string {
+	t.Helper()
+	out, err := z.server.CLI(testCtx, "federation", "list", "-output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed struct {
+		FederationRelationships []struct {
+			TrustDomain string `json:"trust_domain"`
+		} `json:"federation_relationships"`
+	}
+	if err := json.Unmarshal(out, &listed); err != nil {
+		t.Fatalf("reading federation list output: %v", err)
+	}
+	var trustDomains []string
+	for _, relationship := range listed.FederationRelationships {
+		trustDomains = append(trustDomains, relationship.TrustDomain)
+	}
+	slices.Sort(trustDomains)
+	return trustDomains
 }
 
 func waitForSpire(t *testing.T, zones map[string]*spireZone, links map[string][]string, seconds int) time.Duration {

@@ -286,7 +286,7 @@ const (
 	// PairConflict: From's cluster has a ClusterFederatedTrustDomain for
 	// To's trust domain that the operator does not own; left untouched.
 	PairConflict PairState = "Conflict"
-	// PairUnreachable: From's cluster cannot be reached.
+	// PairUnreachable: From's cluster, or its SPIRE server, cannot be reached.
 	PairUnreachable PairState = "Unreachable"
 	// PairGated: To's bundle is not known yet, so nothing is written.
 	PairGated PairState = "Gated"
