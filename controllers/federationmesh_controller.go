@@ -430,22 +430,27 @@ func (r *FederationMeshReconciler) reconcileDelete(ctx context.Context, mesh *sp
 		return ctrl.Result{}, nil
 	}
 	before := mesh.DeepCopy()
+	// Every zone is tried: one failing zone does not hold up the others.
 	var remaining []string
+	var errs []error
 	for _, name := range mesh.Status.AppliedZones {
 		done, err := r.cleanupZone(ctx, mesh, name)
 		if err != nil {
-			return ctrl.Result{}, err
+			errs = append(errs, err)
 		}
-		if !done {
+		if !done || err != nil {
 			remaining = append(remaining, name)
 		}
 	}
 	if len(remaining) > 0 {
 		mesh.Status.AppliedZones = remaining
 		setCondition(&mesh.Status.Conditions, mesh.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonDeleting,
-			fmt.Sprintf("Waiting to remove the mesh's objects from unreachable zones: %v", remaining))
+			fmt.Sprintf("Waiting to remove the mesh's objects from zones %v (unreachable, or offboarding in order)", remaining))
 		if err := r.writeStatus(ctx, before, mesh); err != nil {
-			return ctrl.Result{}, err
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			return ctrl.Result{}, errors.Join(errs...)
 		}
 		return ctrl.Result{RequeueAfter: meshSettleInterval}, nil
 	}
@@ -454,6 +459,7 @@ func (r *FederationMeshReconciler) reconcileDelete(ctx context.Context, mesh *sp
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	metrics.ForgetMesh(mesh.Name)
+	r.forgetRefreshes(mesh.Name)
 	return ctrl.Result{}, nil
 }
 

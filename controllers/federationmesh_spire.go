@@ -119,6 +119,17 @@ func (r *FederationMeshReconciler) mayRefresh(mesh, from, peer string) bool {
 	return true
 }
 
+// forgetRefreshes drops the refresh times of a deleted mesh.
+func (r *FederationMeshReconciler) forgetRefreshes(mesh string) {
+	r.refreshMu.Lock()
+	defer r.refreshMu.Unlock()
+	for key := range r.lastRefresh {
+		if key.mesh == mesh {
+			delete(r.lastRefresh, key)
+		}
+	}
+}
+
 // holdsCurrent says whether a SPIRE server holds the peer's current
 // authorities: the same X.509 authorities and, once the peer's bundle came
 // from its endpoint (the bootstrap ConfigMap has no JWT keys), the same JWT
