@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -89,7 +90,7 @@ func resolveProblem(mesh *spirefedv1alpha1.FederationMesh, members map[string]*s
 		return spirefedv1alpha1.ReasonZoneNotFound, fmt.Sprintf("ZoneTrustDomains %s do not exist", strings.Join(missing, ", "))
 	}
 	byTrustDomain := map[string]string{}
-	for _, name := range sortedKeys(members) {
+	for _, name := range slices.Sorted(maps.Keys(members)) {
 		trustDomain := members[name].Spec.TrustDomain
 		if other, ok := byTrustDomain[trustDomain]; ok {
 			return spirefedv1alpha1.ReasonDuplicateTrustDomain, fmt.Sprintf("Zones %s and %s both have trust domain %s", other, name, trustDomain)
@@ -290,13 +291,4 @@ func describeProblemPairs(pairs []spirefedv1alpha1.PairStatus) string {
 	}
 	slices.Sort(problems)
 	return strings.Join(problems, ", ") + more
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for key := range m {
-		keys = append(keys, key)
-	}
-	slices.Sort(keys)
-	return keys
 }

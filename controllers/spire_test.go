@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
 )
@@ -140,8 +140,7 @@ func handshake(server, client *workloadapi.X509Source) error {
 func fingerprintsOf(certificates []*x509.Certificate) []string {
 	var fingerprints []string
 	for _, certificate := range certificates {
-		sum := sha256.Sum256(certificate.Raw)
-		fingerprints = append(fingerprints, hex.EncodeToString(sum[:]))
+		fingerprints = append(fingerprints, bundle.Fingerprint(certificate))
 	}
 	slices.Sort(fingerprints)
 	return fingerprints

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +92,7 @@ func (z *helmZone) configMapData(t testing.TB, name, key string) string {
 	}
 	data, ok := configMap.Data[key]
 	if !ok {
-		t.Errorf("ConfigMap %s has no key %s; it has %v", name, key, sortedKeys(configMap.Data))
+		t.Errorf("ConfigMap %s has no key %s; it has %v", name, key, slices.Sorted(maps.Keys(configMap.Data)))
 	}
 	return data
 }

@@ -56,8 +56,11 @@ func checkAuthority(cert *x509.Certificate) error {
 }
 
 // Fingerprint is the lowercase hex SHA-256 of a certificate's DER encoding.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
+func Fingerprint(cert *x509.Certificate) string { return FingerprintDER(cert.Raw) }
+
+// FingerprintDER is the lowercase hex SHA-256 of a DER certificate.
+func FingerprintDER(der []byte) string {
+	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
 }
 

@@ -8,8 +8,6 @@ package spireaccess
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 
@@ -18,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/bundle"
 )
 
 // Server is one SPIRE server's API, as far as federation needs it.
@@ -75,8 +74,7 @@ func heldBundles(bundles []*types.Bundle, into map[string]HeldBundle) error {
 		}
 		held := HeldBundle{Sequence: b.GetSequenceNumber()}
 		for _, authority := range b.GetX509Authorities() {
-			sum := sha256.Sum256(authority.GetAsn1())
-			held.X509Fingerprints = append(held.X509Fingerprints, hex.EncodeToString(sum[:]))
+			held.X509Fingerprints = append(held.X509Fingerprints, bundle.FingerprintDER(authority.GetAsn1()))
 		}
 		slices.Sort(held.X509Fingerprints)
 		for _, authority := range b.GetJwtAuthorities() {

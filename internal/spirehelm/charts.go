@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -227,13 +226,4 @@ func (s *ChartSource) pullOCI(ref ChartRef) ([]byte, error) {
 		return nil, fmt.Errorf("the chart is larger than %d bytes", maxChartBytes)
 	}
 	return result.Chart.Data, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for key := range m {
-		keys = append(keys, key)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -172,7 +174,7 @@ func mergeValues(base, over map[string]any) map[string]any {
 }
 
 func walkLeaves(values map[string]any, prefix []string, visit func(path []string, value any)) {
-	for _, key := range sortedKeys(values) {
+	for _, key := range slices.Sorted(maps.Keys(values)) {
 		path := append(append([]string{}, prefix...), key)
 		if nested, ok := values[key].(map[string]any); ok {
 			walkLeaves(nested, path, visit)

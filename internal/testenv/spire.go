@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +20,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/spirefed/spire-federation-operator/internal/bundle"
 )
 
 // SpireServerOptions describe a real SPIRE server to run as a local process.
@@ -319,8 +319,7 @@ func (s *SpireServer) OwnX509Fingerprints(ctx context.Context) ([]string, error)
 	}
 	var fingerprints []string
 	for _, authority := range own.GetX509Authorities() {
-		sum := sha256.Sum256(authority.GetAsn1())
-		fingerprints = append(fingerprints, hex.EncodeToString(sum[:]))
+		fingerprints = append(fingerprints, bundle.FingerprintDER(authority.GetAsn1()))
 	}
 	slices.Sort(fingerprints)
 	return fingerprints, nil
