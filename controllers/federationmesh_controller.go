@@ -255,7 +255,7 @@ func (r *FederationMeshReconciler) observeSpire(ctx context.Context, scope *mesh
 	if r.Spire == nil {
 		return
 	}
-	server, err := r.Spire.ServerFor(zone, connected.Config)
+	server, err := r.Spire.ServerFor(zone, connected.Config, connected.Clientset)
 	if server == nil && err == nil {
 		return
 	}

@@ -49,7 +49,10 @@ func (r *FederationMeshReconciler) refreshSpire(ctx context.Context, scope *mesh
 		refreshed[link.From] = true
 	}
 	for name := range refreshed {
-		held, err := readSpire(ctx, scope.spireServers[name], scope.members[name].Spec.TrustDomain)
+		// The server's identity was checked when it was first read.
+		callCtx, cancel := context.WithTimeout(ctx, spireCallTimeout)
+		held, err := scope.spireServers[name].FederatedBundles(callCtx)
+		cancel()
 		if err != nil {
 			scope.spireErrors[name] = err.Error()
 			delete(scope.spireHeld, name)

@@ -182,13 +182,14 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePl
 			}
 		}
 	}
+	federatedWith := live.FederatedWith()
 	for i := range live.FederatedTrustDomains {
 		cftd := &live.FederatedTrustDomains[i]
 		if !live.owns(cftd.Labels) || slices.Contains(zonePlan.KeepFederatedTrustDomains, cftd.Name) ||
 			slices.ContainsFunc(zonePlan.FederatedTrustDomains, func(d *spirev1alpha1.ClusterFederatedTrustDomain) bool { return d.Name == cftd.Name }) {
 			continue
 		}
-		if live.federatesWith(cftd.Spec.TrustDomain) {
+		if federatedWith[cftd.Spec.TrustDomain] {
 			result.Deferred++
 			continue
 		}
@@ -199,8 +200,8 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePl
 	return result, nil
 }
 
-// FederatedWith lists the trust domains the mesh's ClusterSPIFFEIDs in the
-// zone federate with.
+// FederatedWith lists the trust domains the mesh's ClusterSPIFFEIDs and
+// ClusterStaticEntries in the zone federated with when the zone was read.
 func (l *Live) FederatedWith() map[string]bool {
 	peers := map[string]bool{}
 	for _, id := range l.SPIFFEIDs {
@@ -218,12 +219,6 @@ func (l *Live) FederatedWith() map[string]bool {
 		}
 	}
 	return peers
-}
-
-// federatesWith says whether a ClusterSPIFFEID or ClusterStaticEntry the
-// mesh owns in the zone listed a trust domain when the zone was read.
-func (l *Live) federatesWith(trustDomain string) bool {
-	return l.FederatedWith()[trustDomain]
 }
 
 // conflict explains why the mesh must not write desired: another object

@@ -32,13 +32,9 @@ type ExecTarget struct {
 
 // NewExecServer returns a Server that runs the spire-server command in the
 // target container through the Kubernetes API (pods/exec) of the cluster
-// config reaches.
-func NewExecServer(config *rest.Config, target ExecTarget) (Server, error) {
-	clientset, err := kubernetes.NewForConfig(config)
-	if err != nil {
-		return nil, fmt.Errorf("building a client for exec: %w", err)
-	}
-	return &execServer{config: config, clientset: clientset, target: target}, nil
+// that config, and the clientset built from it, reach.
+func NewExecServer(config *rest.Config, clientset kubernetes.Interface, target ExecTarget) Server {
+	return &execServer{config: config, clientset: clientset, target: target}
 }
 
 type execServer struct {

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
@@ -53,13 +54,14 @@ func TestExecServer(t *testing.T) {
 	}
 	runServerPod(ctx, t, cluster.Client, "spire-server", "spire-server-0")
 
-	server, err := spireaccess.NewExecServer(cluster.Config, spireaccess.ExecTarget{
-		Namespace: "spire-server", Pod: "spire-server-0", Container: "spire-server", SocketPath: a.SocketPath,
-		Command: filepath.Join(cluster.ExecBinDir(), "spire-server"),
-	})
+	clientset, err := kubernetes.NewForConfig(cluster.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
+	server := spireaccess.NewExecServer(cluster.Config, clientset, spireaccess.ExecTarget{
+		Namespace: "spire-server", Pod: "spire-server-0", Container: "spire-server", SocketPath: a.SocketPath,
+		Command: filepath.Join(cluster.ExecBinDir(), "spire-server"),
+	})
 
 	t.Run("reads the federated bundles", func(t *testing.T) {
 		held, err := server.FederatedBundles(ctx)
@@ -93,13 +95,10 @@ func TestExecServer(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "spire-server/spire-server-0") {
 			t.Errorf("refresh of an unknown trust domain: %v", err)
 		}
-		missing, err := spireaccess.NewExecServer(cluster.Config, spireaccess.ExecTarget{
+		missing := spireaccess.NewExecServer(cluster.Config, clientset, spireaccess.ExecTarget{
 			Namespace: "spire-server", Pod: "no-such-pod", Container: "spire-server", SocketPath: a.SocketPath,
 			Command: filepath.Join(cluster.ExecBinDir(), "spire-server"),
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		if _, err := missing.FederatedBundles(ctx); err == nil || !strings.Contains(err.Error(), "no-such-pod") {
 			t.Errorf("exec into a missing pod: %v", err)
 		}

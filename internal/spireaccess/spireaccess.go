@@ -13,6 +13,7 @@ import (
 
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
@@ -102,8 +103,9 @@ type Access struct {
 }
 
 // ServerFor returns the SPIRE server of a zone, or nil when the zone names
-// no way to reach it. config reaches the zone's cluster (for exec).
-func (a *Access) ServerFor(zone *spirefedv1alpha1.ZoneTrustDomain, config *rest.Config) (Server, error) {
+// no way to reach it. config and clientset reach the zone's cluster (for
+// exec).
+func (a *Access) ServerFor(zone *spirefedv1alpha1.ZoneTrustDomain, config *rest.Config, clientset kubernetes.Interface) (Server, error) {
 	access := zone.Spec.Spire.ServerAccess
 	switch {
 	case access == nil:
@@ -112,13 +114,13 @@ func (a *Access) ServerFor(zone *spirefedv1alpha1.ZoneTrustDomain, config *rest.
 		return a.sockets.Server(access.Socket.Path)
 	default:
 		target := zone.SpireServerExec()
-		return NewExecServer(config, ExecTarget{
+		return NewExecServer(config, clientset, ExecTarget{
 			Namespace:  zone.Spec.Spire.Namespace,
 			Pod:        target.Pod,
 			Container:  target.Container,
 			Command:    target.Command,
 			SocketPath: target.SocketPath,
-		})
+		}), nil
 	}
 }
 

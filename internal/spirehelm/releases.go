@@ -129,7 +129,11 @@ func (i *Installer) Reconcile(ctx context.Context, config *rest.Config, desired 
 	}
 	// The spire chart creates custom resources: its CRDs must be
 	// established first.
-	if state.NotReady, err = notReady(ctx, helm, state.CRDs); err != nil || state.NotReady != "" {
+	crdsResources, err := buildManifest(helm, state.CRDs)
+	if err != nil {
+		return state, err
+	}
+	if state.NotReady, err = notReady(ctx, helm, crdsResources); err != nil || state.NotReady != "" {
 		state.Spire = lastRelease(helm, desired.ReleaseName)
 		return state, err
 	}
@@ -138,8 +142,12 @@ func (i *Installer) Reconcile(ctx context.Context, config *rest.Config, desired 
 		state.Spire = lastRelease(helm, desired.ReleaseName)
 		return state, err
 	}
+	resources, err := buildManifest(helm, state.Spire)
+	if err != nil {
+		return state, err
+	}
 	if state.Action == "" {
-		if state.Drift, err = drift(helm, state.Spire); err != nil {
+		if state.Drift, err = drift(resources); err != nil {
 			return state, err
 		}
 		if len(state.Drift) > 0 {
@@ -150,7 +158,9 @@ func (i *Installer) Reconcile(ctx context.Context, config *rest.Config, desired 
 			}
 		}
 	}
-	state.NotReady, err = notReady(ctx, helm, state.Spire)
+	// The same manifest: a drift correction re-applies the same chart and
+	// values.
+	state.NotReady, err = notReady(ctx, helm, resources)
 	return state, err
 }
 
@@ -300,11 +310,7 @@ func lastRelease(helm *action.Configuration, name string) *release.Release {
 // drift lists the release's objects that no longer match its manifest:
 // deleted, or workloads whose replicas or container images changed, or
 // ConfigMaps whose data changed.
-func drift(helm *action.Configuration, rel *release.Release) ([]string, error) {
-	resources, err := buildManifest(helm, rel)
-	if err != nil {
-		return nil, err
-	}
+func drift(resources kube.ResourceList) ([]string, error) {
 	var drifted []string
 	for _, info := range resources {
 		desired, err := toUnstructured(info.Object)
@@ -376,11 +382,7 @@ func images(containers []any) map[string]string {
 
 // notReady names the first of the release's workloads that is not ready,
 // as Helm's --wait judges them, or "".
-func notReady(ctx context.Context, helm *action.Configuration, rel *release.Release) (string, error) {
-	resources, err := buildManifest(helm, rel)
-	if err != nil {
-		return "", err
-	}
+func notReady(ctx context.Context, helm *action.Configuration, resources kube.ResourceList) (string, error) {
 	clientset, err := helm.KubernetesClientSet()
 	if err != nil {
 		return "", fmt.Errorf("building a client for readiness checks: %w", err)

@@ -106,8 +106,9 @@ type Zone struct {
 	// Client of the zone's cluster, uncached.
 	Client client.Client
 	// Config reaches the zone's cluster (for exec into Pods), with the
-	// registry's client limits.
-	Config *rest.Config
+	// registry's client limits, and Clientset is built from it.
+	Config    *rest.Config
+	Clientset kubernetes.Interface
 
 	accessKey          string
 	bootstrapNamespace string
@@ -158,6 +159,7 @@ func (r *Registry) startZone(name, accessKey string, bootstrap spirefedv1alpha1.
 		Name:               name,
 		Client:             zoneClient,
 		Config:             config,
+		Clientset:          clientset,
 		accessKey:          accessKey,
 		bootstrapNamespace: bootstrap.Namespace,
 		bootstrapName:      bootstrap.Name,
