@@ -38,6 +38,16 @@ tools: ## Build every tool the tests and the lab need (a warm run rebuilds nothi
 test: tools generate manifests fmt vet ## Run all tests against real API servers and components.
 	go test $(GO_TEST_FLAGS) ./...
 
+# Packages whose tests start no process (no API server, no SPIRE): the pure
+# planner, mesh status, diff, schedule and parsers, and the in-process Helm
+# chart source. They run in seconds.
+UNIT_PACKAGES := ./internal/apply/... ./internal/bundle/... ./internal/mesh/... ./internal/metrics/... \
+	./internal/plan/... ./internal/spirehelm/... ./internal/status/... ./internal/zones/...
+
+.PHONY: test-unit
+test-unit: fmt vet ## Run only the tests that start no process (seconds, no tools needed).
+	go test $(UNIT_PACKAGES)
+
 .PHONY: demo
 demo: tools ## Run the local multi-zone lab (broker.example and stockmarket.example) until Ctrl-C.
 	go run ./test/lab/demo

@@ -1,14 +1,9 @@
 package controllers
 
 import (
-	"fmt"
-	"strings"
 	"testing"
-	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
@@ -63,21 +58,5 @@ func TestFederationMeshMembers(t *testing.T) {
 
 func waitForMeshCondition(t testing.TB, name, conditionType string, status metav1.ConditionStatus, reason, messagePart string) *spirefedv1alpha1.FederationMesh {
 	t.Helper()
-	mesh := &spirefedv1alpha1.FederationMesh{}
-	var last string
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := env.Management.Client.Get(testCtx, types.NamespacedName{Name: name}, mesh); err != nil {
-			last = err.Error()
-		} else if condition := meta.FindStatusCondition(mesh.Status.Conditions, conditionType); condition == nil {
-			last = "no condition"
-		} else if condition.Status == status && condition.Reason == reason && condition.ObservedGeneration == mesh.Generation && strings.Contains(condition.Message, messagePart) {
-			return mesh
-		} else {
-			last = fmt.Sprintf("%s %s: %s", condition.Status, condition.Reason, condition.Message)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("mesh %s: condition %s did not become %s/%s (%q); last: %s", name, conditionType, status, reason, messagePart, last)
-	return nil
+	return waitForCondition(t, &spirefedv1alpha1.FederationMesh{}, name, conditionType, status, reason, messagePart)
 }

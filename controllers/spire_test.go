@@ -360,12 +360,12 @@ func TestFederationWithSPIRE(t *testing.T) {
 	})
 
 	t.Run("steady state makes no write and no refresh", func(t *testing.T) {
-		writes, refreshes := applier.Writes(), meshReconciler.SpireRefreshes()
+		writes, refreshes := zoneWrites(t), spireRefreshes(t)
 		time.Sleep(8 * time.Second)
-		if got := applier.Writes() - writes; got != 0 {
+		if got := zoneWrites(t) - writes; got != 0 {
 			t.Errorf("%d writes in steady state", got)
 		}
-		if got := meshReconciler.SpireRefreshes() - refreshes; got != 0 {
+		if got := spireRefreshes(t) - refreshes; got != 0 {
 			t.Errorf("%d SPIRE refreshes in steady state", got)
 		}
 	})

@@ -12,10 +12,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"go.uber.org/zap/zapcore"
@@ -35,10 +37,6 @@ import (
 var (
 	env     *testenv.Env
 	testCtx context.Context
-	// applier counts the writes the operator makes in zones.
-	applier = &apply.Applier{}
-	// meshReconciler counts the SPIRE refresh requests.
-	meshReconciler *FederationMeshReconciler
 )
 
 // zoneNames of the suite's plain zone clusters (API servers only), and
@@ -120,37 +118,50 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 	if err := mgr.Add(registry); err != nil {
 		return nil, err
 	}
-	if err := (&ZoneTrustDomainReconciler{
-		Client:         mgr.GetClient(),
-		Zones:          registry,
-		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
-		ResyncInterval: time.Second,
-		Applier:        applier,
-		Helm: &HelmOptions{
-			Installer:        &spirehelm.Installer{Timeout: time.Minute, PendingTimeout: 2 * time.Second},
-			Charts:           &spirehelm.ChartSource{},
-			RetryInterval:    time.Second,
-			MaxRetryInterval: 4 * time.Second,
-			ProgressInterval: time.Second,
+	realClock := clock.RealClock{}
+	releases := &spirehelm.Lifecycle{
+		Installer: &spirehelm.Installer{Timeout: time.Minute, PendingTimeout: 2 * time.Second, Clock: realClock},
+		Charts:    &spirehelm.ChartSource{},
+		ConfigMapPackages: func(ctx context.Context, name string) (map[string][]byte, error) {
+			configMap := &corev1.ConfigMap{}
+			if err := mgr.GetAPIReader().Get(ctx, types.NamespacedName{Namespace: testenv.OperatorNamespace, Name: name}, configMap); err != nil {
+				return nil, fmt.Errorf("reading chart ConfigMap %s/%s: %w", testenv.OperatorNamespace, name, err)
+			}
+			return configMap.BinaryData, nil
 		},
-		APIReader:     mgr.GetAPIReader(),
-		Namespace:     testenv.OperatorNamespace,
-		Fetcher:       bundle.Fetcher{Timeout: 2 * time.Second},
-		FetchSchedule: FetchSchedule{MinInterval: time.Second, DefaultInterval: 2 * time.Second, RetryInterval: time.Second},
+		RetryInterval:    time.Second,
+		MaxRetryInterval: 4 * time.Second,
+		ProgressInterval: time.Second,
+		Clock:            realClock,
+	}
+	applier := &apply.Applier{}
+	if err := (&ZoneTrustDomainReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Zones:                   registry,
+		EventRecorder:           mgr.GetEventRecorder("spire-federation-operator"),
+		Applier:                 applier,
+		Releases:                releases,
+		Fetcher:                 bundle.Fetcher{Timeout: 2 * time.Second},
+		FetchSchedule:           bundle.Schedule{DefaultInterval: 2 * time.Second, MinInterval: time.Second, MaxInterval: time.Hour, RetryInterval: time.Second},
+		ResyncInterval:          time.Second,
+		MaxConcurrentReconciles: 4,
+		Clock:                   realClock,
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, err
 	}
-	meshReconciler = &FederationMeshReconciler{
+	if err := (&FederationMeshReconciler{
 		Client:               mgr.GetClient(),
 		APIReader:            mgr.GetAPIReader(),
 		Zones:                registry,
 		Applier:              applier,
 		EventRecorder:        mgr.GetEventRecorder("spire-federation-operator"),
-		ResyncInterval:       5 * time.Second,
 		Spire:                &spireaccess.Access{},
+		ResyncInterval:       5 * time.Second,
 		SpireRefreshInterval: time.Second,
-	}
-	if err := meshReconciler.SetupWithManager(mgr); err != nil {
+		SpireCallTimeout:     10 * time.Second,
+		Clock:                realClock,
+	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	done := make(chan struct{})
@@ -174,23 +185,33 @@ func waitForZoneCondition(t testing.TB, name, conditionType string, status metav
 // reason and its message contains messagePart, and returns the zone.
 func waitForZoneMessage(t testing.TB, name, conditionType string, status metav1.ConditionStatus, reason, messagePart string) *spirefedv1alpha1.ZoneTrustDomain {
 	t.Helper()
-	zone := &spirefedv1alpha1.ZoneTrustDomain{}
+	return waitForCondition(t, &spirefedv1alpha1.ZoneTrustDomain{}, name, conditionType, status, reason, messagePart)
+}
+
+// waitForCondition is the one wait for a condition of either kind: it
+// waits until obj's condition, observed at obj's generation, has the
+// status and reason and a message containing messagePart, and returns obj.
+func waitForCondition[T interface {
+	client.Object
+	GetConditions() []metav1.Condition
+}](t testing.TB, obj T, name, conditionType string, status metav1.ConditionStatus, reason, messagePart string) T {
+	t.Helper()
 	var last string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if err := env.Management.Client.Get(testCtx, types.NamespacedName{Name: name}, zone); err != nil {
+		if err := env.Management.Client.Get(testCtx, types.NamespacedName{Name: name}, obj); err != nil {
 			last = err.Error()
-		} else if condition := meta.FindStatusCondition(zone.Status.Conditions, conditionType); condition == nil {
+		} else if condition := meta.FindStatusCondition(obj.GetConditions(), conditionType); condition == nil {
 			last = "no condition"
-		} else if condition.Status == status && condition.Reason == reason && condition.ObservedGeneration == zone.Generation && strings.Contains(condition.Message, messagePart) {
-			return zone
+		} else if condition.Status == status && condition.Reason == reason && condition.ObservedGeneration == obj.GetGeneration() && strings.Contains(condition.Message, messagePart) {
+			return obj
 		} else {
 			last = fmt.Sprintf("%s %s: %s", condition.Status, condition.Reason, condition.Message)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("zone %s: condition %s did not become %s/%s (%q); last: %s", name, conditionType, status, reason, messagePart, last)
-	return nil
+	t.Fatalf("%T %s: condition %s did not become %s/%s (%q); last: %s", obj, name, conditionType, status, reason, messagePart, last)
+	return obj
 }
 
 // newZone returns a ZoneTrustDomain reaching a zone cluster through
@@ -292,3 +313,31 @@ func startZoneEndpoint(t testing.TB, trustDomain string) *zoneEndpoint {
 
 // bootstrapPEM is the zone CA as the bootstrap ConfigMap holds it.
 func (z *zoneEndpoint) bootstrapPEM() string { return string(testenv.PEM(z.CA.Cert)) }
+
+// zoneWrites is what the operator has written in zones so far (applies and
+// deletes), as its spirefed_zone_writes_total metric counts.
+func zoneWrites(t testing.TB) int64 { return metricTotal(t, "spirefed_zone_writes_total") }
+
+// spireRefreshes is how many refresh requests the operator has sent to
+// SPIRE servers, as spirefed_spire_bundle_refreshes_total counts.
+func spireRefreshes(t testing.TB) int64 {
+	return metricTotal(t, "spirefed_spire_bundle_refreshes_total")
+}
+
+// metricTotal sums a counter's series in the operator's registry.
+func metricTotal(t testing.TB, name string) int64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, family := range families {
+		if family.GetName() == name {
+			for _, metric := range family.GetMetric() {
+				total += metric.GetCounter().GetValue()
+			}
+		}
+	}
+	return int64(total)
+}

@@ -5,8 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -19,129 +19,79 @@ import (
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
 )
 
-// FetchSchedule bounds how often bundle endpoints are fetched.
-type FetchSchedule struct {
-	// DefaultInterval applies when neither the bundle nor the zone gives a
-	// refresh hint; 5m (SPIRE's default) if zero.
-	DefaultInterval time.Duration
-	// MinInterval and MaxInterval clamp the refresh hint; 30s and 1h if zero.
-	MinInterval time.Duration
-	MaxInterval time.Duration
-	// RetryInterval after a failed fetch, at most the refresh interval; 30s if zero.
-	RetryInterval time.Duration
-}
-
-func (s FetchSchedule) withDefaults() FetchSchedule {
-	if s.DefaultInterval <= 0 {
-		s.DefaultInterval = 5 * time.Minute
-	}
-	if s.MinInterval <= 0 {
-		s.MinInterval = 30 * time.Second
-	}
-	if s.MaxInterval <= 0 {
-		s.MaxInterval = time.Hour
-	}
-	if s.RetryInterval <= 0 {
-		s.RetryInterval = 30 * time.Second
-	}
-	return s
-}
-
-// reconcileFetch fetches the zone's bundle from its endpoint, authenticated
-// by the zone's latest authorities, and accepts it when it is valid and its
-// sequence does not go back. It returns when to fetch next.
+// reconcileFetch fetches the zone's bundle from its endpoint when a fetch
+// is due, authenticated by the zone's latest authorities, and accepts it
+// when the bundle package's rules accept it. It returns when to look again.
 func (r *ZoneTrustDomainReconciler) reconcileFetch(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, bootstrapAuthorities []*x509.Certificate) (time.Duration, error) {
-	schedule := r.FetchSchedule.withDefaults()
-	fallback := schedule.DefaultInterval
-	if hint := zone.Spec.BundleEndpoint.RefreshHint; hint != nil && hint.Duration > 0 {
-		fallback = hint.Duration
-	}
-	interval := min(max(fallback, schedule.MinInterval), schedule.MaxInterval)
-	if current := zone.Status.Bundle; current != nil && current.Source == spirefedv1alpha1.BundleSourceEndpoint && current.RefreshHint != nil {
-		interval = min(max(current.RefreshHint.Duration, schedule.MinInterval), schedule.MaxInterval)
-	}
-	retry := min(interval, schedule.RetryInterval)
-
+	interval := r.FetchSchedule.Interval(zone.Spec.BundleEndpoint.RefreshHint, zone.Status.Bundle)
 	endpoint, err := endpointOf(zone)
 	if err != nil {
 		r.setFetched(zone, metav1.ConditionFalse, spirefedv1alpha1.ReasonBadResponse, err.Error())
-		return retry, nil
+		return r.FetchSchedule.AfterFailure(interval), nil
 	}
-	trust, err := r.trustSource(zone, endpoint.TrustDomain, bootstrapAuthorities)
+	trust, err := trustSource(zone, endpoint.TrustDomain, bootstrapAuthorities)
 	if err != nil {
 		return 0, err
 	}
 	if endpoint.IsSPIFFE() && len(trust.X509Authorities()) == 0 {
 		r.setFetched(zone, metav1.ConditionFalse, spirefedv1alpha1.ReasonWaitingForBootstrap,
 			"The https_spiffe endpoint can be authenticated once the zone's bootstrap authorities are read")
-		return retry, nil
+		return r.FetchSchedule.AfterFailure(interval), nil
 	}
+	inputs := fetchInputs(zone, bootstrapAuthorities)
+	now := r.Clock.Now()
+	if due, wait := r.fetches.Check(zone.Name, inputs, now); !due {
+		return wait, nil
+	}
+	next := r.fetch(ctx, zone, endpoint, trust, interval)
+	r.fetches.Record(zone.Name, inputs, now, next)
+	return next, nil
+}
 
+// fetch fetches and, when acceptable, records the zone's bundle; it
+// returns when the next fetch is due.
+func (r *ZoneTrustDomainReconciler) fetch(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, endpoint bundle.Endpoint, trust *x509bundle.Bundle, interval time.Duration) time.Duration {
 	fetched, err := r.Fetcher.Fetch(ctx, endpoint, trust)
 	if err != nil {
 		reason := fetchFailureReason(err)
 		r.setFetched(zone, metav1.ConditionFalse, reason, fmt.Sprintf("Fetching %s: %v; peers keep the last good bundle", endpoint.URL, err))
 		ctrl.LoggerFrom(ctx).V(1).Info("Bundle fetch failed", "url", endpoint.URL, "reason", reason)
-		return jitter(retry), nil
+		return r.FetchSchedule.AfterFailure(interval)
 	}
-	if current := zone.Status.Bundle; current != nil && current.Source == spirefedv1alpha1.BundleSourceEndpoint && current.Sequence != nil {
-		if sequence, ok := fetched.SequenceNumber(); ok && sequence < uint64(*current.Sequence) {
-			r.setFetched(zone, metav1.ConditionFalse, spirefedv1alpha1.ReasonSequenceRegressed,
-				fmt.Sprintf("The endpoint served sequence %d, lower than the accepted %d; the accepted bundle is kept", sequence, *current.Sequence))
-			return jitter(retry), nil
-		}
+	if rejection := bundle.CheckSequence(zone.Status.Bundle, fetched); rejection != nil {
+		r.setFetched(zone, metav1.ConditionFalse, rejection.Reason, rejection.Message)
+		return r.FetchSchedule.AfterFailure(interval)
 	}
-	if err := r.acceptBundle(zone, fetched, spirefedv1alpha1.BundleSourceEndpoint); err != nil {
-		r.setFetched(zone, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleRejected, err.Error())
-		return jitter(retry), nil
-	}
-	r.setFetched(zone, metav1.ConditionTrue, spirefedv1alpha1.ReasonFetched,
-		fmt.Sprintf("Fetched bundle %s from %s", zone.Status.Bundle.Digest[:12], endpoint.URL))
-	return jitter(bundle.ClampRefreshHint(fetched, interval, schedule.MinInterval, schedule.MaxInterval)), nil
-}
-
-func (r *ZoneTrustDomainReconciler) setFetched(zone *spirefedv1alpha1.ZoneTrustDomain, status metav1.ConditionStatus, reason, message string) {
-	setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleFetchedCondition, status, reason, message)
-	zone.Status.LastFetch = &spirefedv1alpha1.FetchStatus{Time: metav1.NewTime(r.now()), Result: reason}
-}
-
-// acceptBundle records a validated bundle as the zone's latest.
-func (r *ZoneTrustDomainReconciler) acceptBundle(zone *spirefedv1alpha1.ZoneTrustDomain, accepted *spiffebundle.Bundle, source spirefedv1alpha1.BundleSource) error {
-	canonical, err := bundle.Canonical(accepted)
+	accepted, err := bundle.Describe(fetched, spirefedv1alpha1.BundleSourceEndpoint, zone.Status.Bundle, r.Clock.Now())
 	if err != nil {
-		return err
+		r.setFetched(zone, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleRejected, err.Error())
+		return r.FetchSchedule.AfterFailure(interval)
 	}
-	next := &spirefedv1alpha1.BundleStatus{
-		Source:             source,
-		SPIFFEBundle:       string(canonical),
-		Digest:             bundle.Digest(canonical),
-		X509Authorities:    bundle.DescribeX509Authorities(accepted.X509Authorities()),
-		JWTAuthorityKeyIDs: bundle.JWTKeyIDs(accepted),
+	zone.Status.Bundle = accepted
+	r.setFetched(zone, metav1.ConditionTrue, spirefedv1alpha1.ReasonFetched, fmt.Sprintf("Fetched bundle %s from %s", accepted.Digest[:12], endpoint.URL))
+	return r.FetchSchedule.AfterSuccess(fetched, interval)
+}
+
+// fetchInputs identifies what a fetch depends on besides time: the zone's
+// spec and the bootstrap authorities that authenticate its endpoint. A
+// change of either makes a fetch due at once.
+func fetchInputs(zone *spirefedv1alpha1.ZoneTrustDomain, bootstrapAuthorities []*x509.Certificate) string {
+	parts := []string{strconv.FormatInt(zone.Generation, 10)}
+	for _, authority := range bundle.DescribeX509Authorities(bootstrapAuthorities) {
+		parts = append(parts, authority.SHA256Fingerprint)
 	}
-	if sequence, ok := accepted.SequenceNumber(); ok {
-		if sequence > math.MaxInt64 {
-			return fmt.Errorf("bundle sequence %d is out of range", sequence)
-		}
-		value := int64(sequence)
-		next.Sequence = &value
-	}
-	if hint, ok := accepted.RefreshHint(); ok {
-		next.RefreshHint = &metav1.Duration{Duration: hint}
-	}
-	if current := zone.Status.Bundle; current != nil && current.Digest == next.Digest && current.Source == next.Source {
-		next.LastChangeTime = current.LastChangeTime
-	} else {
-		now := metav1.NewTime(r.now())
-		next.LastChangeTime = &now
-	}
-	zone.Status.Bundle = next
-	return nil
+	return strings.Join(parts, ",")
+}
+
+func (r *ZoneTrustDomainReconciler) setFetched(zone *spirefedv1alpha1.ZoneTrustDomain, conditionStatus metav1.ConditionStatus, reason, message string) {
+	r.setCondition(zone, spirefedv1alpha1.BundleFetchedCondition, conditionStatus, reason, message)
+	zone.Status.LastFetch = &spirefedv1alpha1.FetchStatus{Time: metav1.NewTime(r.Clock.Now()), Result: reason}
 }
 
 // trustSource authenticates an https_spiffe endpoint: the bootstrap
 // authorities just read plus those of the latest accepted bundle, both
 // obtained through authenticated channels.
-func (r *ZoneTrustDomainReconciler) trustSource(zone *spirefedv1alpha1.ZoneTrustDomain, trustDomain spiffeid.TrustDomain, bootstrapAuthorities []*x509.Certificate) (*x509bundle.Bundle, error) {
+func trustSource(zone *spirefedv1alpha1.ZoneTrustDomain, trustDomain spiffeid.TrustDomain, bootstrapAuthorities []*x509.Certificate) (*x509bundle.Bundle, error) {
 	trust := x509bundle.New(trustDomain)
 	for _, cert := range bootstrapAuthorities {
 		trust.AddX509Authority(cert)
@@ -192,12 +142,4 @@ func fetchFailureReason(err error) string {
 	default:
 		return spirefedv1alpha1.ReasonEndpointUnreachable
 	}
-}
-
-// jitter spreads fetches by up to a tenth of the interval, earlier.
-func jitter(interval time.Duration) time.Duration {
-	if interval <= 0 {
-		return interval
-	}
-	return interval - time.Duration(rand.Int64N(int64(interval)/10+1))
 }

@@ -95,7 +95,7 @@ func TestBundleFetch(t *testing.T) {
 		}, spirefedv1alpha1.ReasonBadResponse},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			writes := applier.Writes()
+			writes := zoneWrites(t)
 			tc.serve()
 			defer func() {
 				endpoint.server.SetCertificate(serving)
@@ -110,7 +110,7 @@ func TestBundleFetch(t *testing.T) {
 			}
 			waitForZoneCondition(t, "fetch", ready, metav1.ConditionFalse, tc.reason)
 			waitForPair(t, "fetchmesh", peer.name, "fetch", spirefedv1alpha1.PairStale)
-			if got := applier.Writes() - writes; got != 0 {
+			if got := zoneWrites(t) - writes; got != 0 {
 				t.Errorf("%d writes to the zones while the endpoint failed", got)
 			}
 		})

@@ -7,18 +7,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/status"
 )
-
-// setCondition sets a condition stamped with the object's generation.
-func setCondition(conditions *[]metav1.Condition, generation int64, conditionType string, status metav1.ConditionStatus, reason, message string) {
-	meta.SetStatusCondition(conditions, metav1.Condition{
-		Type:               conditionType,
-		Status:             status,
-		Reason:             reason,
-		Message:            message,
-		ObservedGeneration: generation,
-	})
-}
 
 // summarizeZoneReady derives Ready from ClusterReachable, SpireInstalled
 // (Helm installs), BundleAvailable and BundleFetched: True when all are,
@@ -32,12 +22,12 @@ func summarizeZoneReady(zone *spirefedv1alpha1.ZoneTrustDomain) {
 	for _, conditionType := range prerequisites {
 		condition := meta.FindStatusCondition(zone.Status.Conditions, conditionType)
 		if condition == nil {
-			setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionUnknown,
+			status.SetCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionUnknown,
 				spirefedv1alpha1.ReasonProgressing, fmt.Sprintf("%s is not known yet", conditionType))
 			return
 		}
 		if condition.Status != metav1.ConditionTrue {
-			setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse,
+			status.SetCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse,
 				condition.Reason, condition.Message)
 			return
 		}
@@ -46,6 +36,6 @@ func summarizeZoneReady(zone *spirefedv1alpha1.ZoneTrustDomain) {
 	if zone.Status.Bundle != nil {
 		authorities = len(zone.Status.Bundle.X509Authorities)
 	}
-	setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue,
+	status.SetCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue,
 		spirefedv1alpha1.ReasonSucceeded, fmt.Sprintf("The zone's cluster is reachable and its bundle (%d X.509 authorities) is current", authorities))
 }

@@ -9,14 +9,16 @@ import (
 	"encoding/json"
 
 	"fmt"
+	"maps"
 	"slices"
-	"sync/atomic"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -31,11 +33,11 @@ const FieldManager = "spire-federation-operator"
 type Live struct {
 	// FederatedTrustDomains are all ClusterFederatedTrustDomains of the
 	// cluster, owned or not (to detect conflicts).
-	FederatedTrustDomains []spirev1alpha1.ClusterFederatedTrustDomain
+	FederatedTrustDomains []*spirev1alpha1.ClusterFederatedTrustDomain
 	// SPIFFEIDs are the ClusterSPIFFEIDs the mesh owns in the cluster for the zone.
-	SPIFFEIDs []spirev1alpha1.ClusterSPIFFEID
+	SPIFFEIDs []*spirev1alpha1.ClusterSPIFFEID
 	// StaticEntries are the ClusterStaticEntries the mesh owns there.
-	StaticEntries []spirev1alpha1.ClusterStaticEntry
+	StaticEntries []*spirev1alpha1.ClusterStaticEntry
 
 	mesh, zone string
 }
@@ -57,7 +59,15 @@ func Observe(ctx context.Context, c client.Reader, mesh, zone string) (*Live, er
 	if err := c.List(ctx, &static, owned); err != nil {
 		return nil, fmt.Errorf("listing ClusterStaticEntries: %w", err)
 	}
-	return &Live{FederatedTrustDomains: federated.Items, SPIFFEIDs: ids.Items, StaticEntries: static.Items, mesh: mesh, zone: zone}, nil
+	return &Live{FederatedTrustDomains: pointers(federated.Items), SPIFFEIDs: pointers(ids.Items), StaticEntries: pointers(static.Items), mesh: mesh, zone: zone}, nil
+}
+
+func pointers[T any](items []T) []*T {
+	out := make([]*T, len(items))
+	for i := range items {
+		out[i] = &items[i]
+	}
+	return out
 }
 
 // OwnedBy says whether an object carries the ownership labels of mesh and zone.
@@ -97,104 +107,135 @@ type Result struct {
 	Deferred int
 }
 
-// Applier applies zone plans.
-type Applier struct {
-	writes atomic.Int64
+// Diff is what it takes to make a zone's cluster hold a zone plan.
+type Diff struct {
+	// Writes are the objects to apply, in offboarding order:
+	// ClusterSPIFFEIDs, ClusterStaticEntries, ClusterFederatedTrustDomains.
+	Writes []client.Object
+	// Deletes are the owned objects no longer planned, in the same order.
+	Deletes []client.Object
+	// Conflicts by peer trust domain (see Result).
+	Conflicts map[string]string
+	// Current are the peer trust domains whose planned
+	// ClusterFederatedTrustDomain is already in place.
+	Current map[string]bool
+	// Deferred counts the owned ClusterFederatedTrustDomains kept for a
+	// later pass because a ClusterSPIFFEID still federates with them.
+	Deferred int
 }
 
-// Writes counts every write and delete the applier made, for tests and
-// benchmarks.
-func (a *Applier) Writes() int64 { return a.writes.Load() }
+// Empty says whether the diff has nothing to write or delete.
+func (d Diff) Empty() bool { return len(d.Writes) == 0 && len(d.Deletes) == 0 }
 
-// Apply makes the zone's cluster hold zonePlan for mesh. The order is the
-// offboarding order: ClusterSPIFFEIDs first (so a departing peer leaves
-// federatesWith), then ClusterFederatedTrustDomains, then deletions of
-// ClusterSPIFFEIDs and finally of ClusterFederatedTrustDomains, the latter
-// only once no ClusterSPIFFEID read at the start of the pass federates with
-// their trust domain (a later pass, after spire-controller-manager has seen
-// the new federatesWith). ClusterFederatedTrustDomains the plan keeps are
-// not pruned. It stops at the first failed call.
-func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePlan *plan.ZonePlan) (Result, error) {
-	result := Result{Conflicts: map[string]string{}, Current: map[string]bool{}}
+// ComputeDiff compares what a zone's cluster holds with the zone's plan.
+// It writes an object only when it differs from the live one (bundles are
+// compared by content), never one that the mesh does not own, and deletes
+// only owned objects that are no longer planned. A
+// ClusterFederatedTrustDomain is deleted only once no ClusterSPIFFEID read
+// at the start of the pass federates with its trust domain (a later pass,
+// after spire-controller-manager has seen the new federatesWith), and never
+// one the plan keeps.
+func ComputeDiff(live *Live, zonePlan *plan.ZonePlan) Diff {
+	diff := Diff{Conflicts: map[string]string{}, Current: map[string]bool{}}
+	diff.Writes = append(diff.Writes, changed(live.SPIFFEIDs, zonePlan.SPIFFEIDs, func(current, desired *spirev1alpha1.ClusterSPIFFEID) bool {
+		return equality.Semantic.DeepEqual(current.Spec, desired.Spec)
+	})...)
+	diff.Writes = append(diff.Writes, changed(live.StaticEntries, zonePlan.StaticEntries, func(current, desired *spirev1alpha1.ClusterStaticEntry) bool {
+		return equality.Semantic.DeepEqual(current.Spec, desired.Spec)
+	})...)
 
-	liveIDs := map[string]*spirev1alpha1.ClusterSPIFFEID{}
-	for i := range live.SPIFFEIDs {
-		liveIDs[live.SPIFFEIDs[i].Name] = &live.SPIFFEIDs[i]
-	}
-	for _, desired := range zonePlan.SPIFFEIDs {
-		current := liveIDs[desired.Name]
-		if current != nil && equality.Semantic.DeepEqual(current.Spec, desired.Spec) && hasLabels(current.Labels, desired.Labels) {
-			continue
-		}
-		if err := a.apply(ctx, c, desired, &result); err != nil {
-			return result, err
-		}
-	}
-
-	liveStatic := map[string]*spirev1alpha1.ClusterStaticEntry{}
-	for i := range live.StaticEntries {
-		liveStatic[live.StaticEntries[i].Name] = &live.StaticEntries[i]
-	}
-	for _, desired := range zonePlan.StaticEntries {
-		current := liveStatic[desired.Name]
-		if current != nil && equality.Semantic.DeepEqual(current.Spec, desired.Spec) && hasLabels(current.Labels, desired.Labels) {
-			continue
-		}
-		if err := a.apply(ctx, c, desired, &result); err != nil {
-			return result, err
-		}
-	}
-
-	liveFederated := map[string]*spirev1alpha1.ClusterFederatedTrustDomain{}
-	for i := range live.FederatedTrustDomains {
-		liveFederated[live.FederatedTrustDomains[i].Name] = &live.FederatedTrustDomains[i]
-	}
+	var federated []*spirev1alpha1.ClusterFederatedTrustDomain
 	for _, desired := range zonePlan.FederatedTrustDomains {
-		peer := desired.Spec.TrustDomain
 		if message := conflict(live, desired); message != "" {
-			result.Conflicts[peer] = message
+			diff.Conflicts[desired.Spec.TrustDomain] = message
 			continue
 		}
-		current := liveFederated[desired.Name]
-		if current != nil && sameFederation(current, desired) && hasLabels(current.Labels, desired.Labels) {
-			result.Current[peer] = true
-			continue
-		}
-		if err := a.apply(ctx, c, desired, &result); err != nil {
-			return result, err
-		}
-		result.Current[peer] = true
+		federated = append(federated, desired)
 	}
+	federatedWrites := changed(live.FederatedTrustDomains, federated, sameFederation)
+	for _, desired := range federated {
+		if !slices.ContainsFunc(federatedWrites, func(o client.Object) bool { return o.GetName() == desired.Name }) {
+			diff.Current[desired.Spec.TrustDomain] = true
+		}
+	}
+	diff.Writes = append(diff.Writes, federatedWrites...)
 
-	for i := range live.SPIFFEIDs {
-		id := &live.SPIFFEIDs[i]
-		if live.owns(id.Labels) && !slices.ContainsFunc(zonePlan.SPIFFEIDs, func(d *spirev1alpha1.ClusterSPIFFEID) bool { return d.Name == id.Name }) {
-			if err := a.delete(ctx, c, id, &result); err != nil {
-				return result, err
-			}
-		}
-	}
-	for i := range live.StaticEntries {
-		entry := &live.StaticEntries[i]
-		if live.owns(entry.Labels) && !slices.ContainsFunc(zonePlan.StaticEntries, func(d *spirev1alpha1.ClusterStaticEntry) bool { return d.Name == entry.Name }) {
-			if err := a.delete(ctx, c, entry, &result); err != nil {
-				return result, err
-			}
-		}
-	}
+	diff.Deletes = append(diff.Deletes, unplanned(live, live.SPIFFEIDs, zonePlan.SPIFFEIDs, nil)...)
+	diff.Deletes = append(diff.Deletes, unplanned(live, live.StaticEntries, zonePlan.StaticEntries, nil)...)
 	federatedWith := live.FederatedWith()
-	for i := range live.FederatedTrustDomains {
-		cftd := &live.FederatedTrustDomains[i]
-		if !live.owns(cftd.Labels) || slices.Contains(zonePlan.KeepFederatedTrustDomains, cftd.Name) ||
-			slices.ContainsFunc(zonePlan.FederatedTrustDomains, func(d *spirev1alpha1.ClusterFederatedTrustDomain) bool { return d.Name == cftd.Name }) {
+	diff.Deletes = append(diff.Deletes, unplanned(live, live.FederatedTrustDomains, zonePlan.FederatedTrustDomains, func(cftd *spirev1alpha1.ClusterFederatedTrustDomain) bool {
+		switch {
+		case slices.Contains(zonePlan.KeepFederatedTrustDomains, cftd.Name):
+			return true
+		case federatedWith[cftd.Spec.TrustDomain]:
+			diff.Deferred++
+			return true
+		}
+		return false
+	})...)
+	return diff
+}
+
+// changed returns the desired objects that are missing from live or differ
+// from it (by same, and by the ownership labels).
+func changed[T client.Object](live []T, desired []T, same func(current, desired T) bool) []client.Object {
+	byName := make(map[string]T, len(live))
+	for _, obj := range live {
+		byName[obj.GetName()] = obj
+	}
+	var writes []client.Object
+	for _, obj := range desired {
+		current, found := byName[obj.GetName()]
+		if found && same(current, obj) && hasLabels(current.GetLabels(), obj.GetLabels()) {
 			continue
 		}
-		if federatedWith[cftd.Spec.TrustDomain] {
-			result.Deferred++
+		writes = append(writes, obj)
+	}
+	return writes
+}
+
+// unplanned returns the live objects the mesh owns in the zone that are
+// not desired, except those keep holds on to.
+func unplanned[T client.Object](owner *Live, live []T, desired []T, keep func(T) bool) []client.Object {
+	var deletes []client.Object
+	for _, obj := range live {
+		if !owner.owns(obj.GetLabels()) || slices.ContainsFunc(desired, func(d T) bool { return d.GetName() == obj.GetName() }) {
 			continue
 		}
-		if err := a.delete(ctx, c, cftd, &result); err != nil {
-			return result, err
+		if keep != nil && keep(obj) {
+			continue
+		}
+		deletes = append(deletes, obj)
+	}
+	return deletes
+}
+
+// Applier executes diffs: server-side apply with one field manager, and
+// deletes. It makes no decision of its own.
+type Applier struct{}
+
+// Apply makes the zone's cluster hold zonePlan for mesh: it computes the
+// diff and executes it.
+func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePlan *plan.ZonePlan) (Result, error) {
+	return a.Execute(ctx, c, ComputeDiff(live, zonePlan))
+}
+
+// Execute writes a diff in its order and stops at the first failed call.
+func (a *Applier) Execute(ctx context.Context, c client.Client, diff Diff) (Result, error) {
+	result := Result{Conflicts: diff.Conflicts, Current: maps.Clone(diff.Current), Deferred: diff.Deferred}
+	for _, obj := range diff.Writes {
+		result.Writes++
+		if err := c.Patch(ctx, obj, applyPatch{}, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+			return result, fmt.Errorf("applying %T %s: %w", obj, obj.GetName(), err)
+		}
+		if cftd, ok := obj.(*spirev1alpha1.ClusterFederatedTrustDomain); ok {
+			result.Current[cftd.Spec.TrustDomain] = true
+		}
+	}
+	for _, obj := range diff.Deletes {
+		result.Deletes++
+		if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+			return result, fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
 		}
 	}
 	return result, nil
@@ -288,56 +329,23 @@ func (applyPatch) Type() types.PatchType { return types.ApplyPatchType }
 
 func (applyPatch) Data(obj client.Object) ([]byte, error) { return json.Marshal(obj) }
 
-func (a *Applier) apply(ctx context.Context, c client.Client, obj client.Object, result *Result) error {
-	a.writes.Add(1)
-	result.Writes++
-	if err := c.Patch(ctx, obj, applyPatch{}, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying %T %s: %w", obj, obj.GetName(), err)
-	}
-	return nil
-}
-
-func (a *Applier) delete(ctx context.Context, c client.Client, obj client.Object, result *Result) error {
-	a.writes.Add(1)
-	result.Deletes++
-	if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
-	}
-	return nil
-}
-
 // RemoveZone deletes everything the operator wrote in a zone's cluster for
 // that zone, whatever the mesh: ClusterSPIFFEIDs and ClusterStaticEntries
 // first, then ClusterFederatedTrustDomains. It returns how many objects it deleted.
 func (a *Applier) RemoveZone(ctx context.Context, c client.Client, zone string) (int, error) {
 	selector := client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelZone: zone}
-	var result Result
-	var ids spirev1alpha1.ClusterSPIFFEIDList
-	if err := c.List(ctx, &ids, selector); err != nil {
-		return 0, fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
-	}
-	for i := range ids.Items {
-		if err := a.delete(ctx, c, &ids.Items[i], &result); err != nil {
-			return result.Deletes, err
+	var diff Diff
+	for _, list := range []client.ObjectList{&spirev1alpha1.ClusterSPIFFEIDList{}, &spirev1alpha1.ClusterStaticEntryList{}, &spirev1alpha1.ClusterFederatedTrustDomainList{}} {
+		if err := c.List(ctx, list, selector); err != nil {
+			return 0, fmt.Errorf("listing %T: %w", list, err)
+		}
+		if err := meta.EachListItem(list, func(obj runtime.Object) error {
+			diff.Deletes = append(diff.Deletes, obj.(client.Object))
+			return nil
+		}); err != nil {
+			return 0, err
 		}
 	}
-	var static spirev1alpha1.ClusterStaticEntryList
-	if err := c.List(ctx, &static, selector); err != nil {
-		return result.Deletes, fmt.Errorf("listing ClusterStaticEntries: %w", err)
-	}
-	for i := range static.Items {
-		if err := a.delete(ctx, c, &static.Items[i], &result); err != nil {
-			return result.Deletes, err
-		}
-	}
-	var federated spirev1alpha1.ClusterFederatedTrustDomainList
-	if err := c.List(ctx, &federated, selector); err != nil {
-		return result.Deletes, fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
-	}
-	for i := range federated.Items {
-		if err := a.delete(ctx, c, &federated.Items[i], &result); err != nil {
-			return result.Deletes, err
-		}
-	}
-	return result.Deletes, nil
+	result, err := a.Execute(ctx, c, diff)
+	return result.Deletes, err
 }

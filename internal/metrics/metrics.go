@@ -3,8 +3,14 @@
 package metrics
 
 import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/prometheus/client_golang/prometheus"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 )
 
 var (
@@ -61,4 +67,34 @@ func ForgetZone(zone string) {
 	ZoneX509AuthorityExpiry.DeleteLabelValues(zone)
 	ZoneWrites.DeleteLabelValues(zone)
 	SpireRefreshes.DeleteLabelValues(zone)
+}
+
+// RecordMesh sets a mesh's pair counts by state.
+func RecordMesh(mesh string, totals map[spirefedv1alpha1.PairState]int32) {
+	for _, state := range []spirefedv1alpha1.PairState{spirefedv1alpha1.PairConverged, spirefedv1alpha1.PairPending, spirefedv1alpha1.PairStale,
+		spirefedv1alpha1.PairConflict, spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.PairGated} {
+		MeshPairs.WithLabelValues(mesh, string(state)).Set(float64(totals[state]))
+	}
+}
+
+// RecordZone sets a zone's condition and authority gauges from its status.
+func RecordZone(zone *spirefedv1alpha1.ZoneTrustDomain) {
+	for _, condition := range zone.Status.Conditions {
+		value := 0.0
+		if condition.Status == metav1.ConditionTrue {
+			value = 1
+		}
+		ZoneCondition.WithLabelValues(zone.Name, condition.Type).Set(value)
+	}
+	if zone.Status.Bundle == nil {
+		return
+	}
+	ZoneX509Authorities.WithLabelValues(zone.Name).Set(float64(len(zone.Status.Bundle.X509Authorities)))
+	var earliest time.Time
+	for _, authority := range zone.Status.Bundle.X509Authorities {
+		if earliest.IsZero() || authority.NotAfter.Time.Before(earliest) {
+			earliest = authority.NotAfter.Time
+		}
+	}
+	ZoneX509AuthorityExpiry.WithLabelValues(zone.Name).Set(float64(earliest.Unix()))
 }

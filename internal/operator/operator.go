@@ -1,6 +1,7 @@
 // Package operator wires the operator: the manager, the zone registry and
-// the reconcilers. main.go runs it against a cluster; the local lab runs it
-// in-process against its management API server.
+// the reconcilers, with every default resolved here, once. main.go runs it
+// against a cluster; the local lab and the controller tests run it
+// in-process against their management API server.
 package operator
 
 import (
@@ -11,9 +12,11 @@ import (
 	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,19 +32,120 @@ import (
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
 
-// Options of the operator; zero durations take the reconcilers' defaults.
+// FieldManager names the operator in events and writes.
+const FieldManager = apply.FieldManager
+
+// Options of the operator. DefaultOptions gives every default; a zero
+// field passed to Run or Setup takes its default.
 type Options struct {
-	MetricsAddr        string
-	ProbeAddr          string
-	LeaderElect        bool
-	Namespace          string
-	ZoneProbeInterval  time.Duration
+	MetricsAddr string
+	ProbeAddr   string
+	LeaderElect bool
+	// Namespace of the zones' kubeconfig Secrets, chart ConfigMaps and the
+	// leader election lease.
+	Namespace string
+
+	// ZoneProbeInterval between health probes of a connected zone.
+	ZoneProbeInterval time.Duration
+	// ZoneResyncInterval between reads of a healthy zone.
 	ZoneResyncInterval time.Duration
+	// ZoneConcurrency: zones reconciled in parallel (Helm actions take seconds).
+	ZoneConcurrency int
+	// MeshResyncInterval between reconciles of a mesh that nothing triggers.
 	MeshResyncInterval time.Duration
-	FetchTimeout       time.Duration
-	MinFetchInterval   time.Duration
-	SpireRefresh       time.Duration
-	HelmTimeout        time.Duration
+
+	// FetchTimeout of one bundle endpoint fetch.
+	FetchTimeout time.Duration
+	// DefaultFetchInterval when neither bundle nor zone gives a refresh hint.
+	DefaultFetchInterval time.Duration
+	// MinFetchInterval and MaxFetchInterval clamp every refresh hint.
+	MinFetchInterval time.Duration
+	MaxFetchInterval time.Duration
+	// FetchRetryInterval after a failed fetch.
+	FetchRetryInterval time.Duration
+
+	// SpireRefresh is the least time between two refresh requests to a
+	// zone's SPIRE server for the same peer.
+	SpireRefresh time.Duration
+	// SpireCallTimeout bounds one call to a SPIRE server.
+	SpireCallTimeout time.Duration
+
+	// HelmTimeout of one Helm action, hooks included.
+	HelmTimeout time.Duration
+	// HelmPendingTimeout after which a pending release is recovered.
+	HelmPendingTimeout time.Duration
+	// HelmRetryInterval after a failed action, doubling up to HelmMaxRetryInterval.
+	HelmRetryInterval    time.Duration
+	HelmMaxRetryInterval time.Duration
+	// HelmProgressInterval: how soon a release whose workloads are not
+	// ready is checked again.
+	HelmProgressInterval time.Duration
+
+	// Clock of every reconciler; the real clock if nil.
+	Clock clock.Clock
+}
+
+// DefaultOptions are the operator's defaults (main.go's flag defaults).
+func DefaultOptions() Options {
+	return Options{
+		MetricsAddr:          ":8080",
+		ProbeAddr:            ":8081",
+		Namespace:            "spirefed-system",
+		ZoneProbeInterval:    10 * time.Second,
+		ZoneResyncInterval:   time.Minute,
+		ZoneConcurrency:      4,
+		MeshResyncInterval:   time.Minute,
+		FetchTimeout:         10 * time.Second,
+		DefaultFetchInterval: 5 * time.Minute,
+		MinFetchInterval:     30 * time.Second,
+		MaxFetchInterval:     time.Hour,
+		FetchRetryInterval:   30 * time.Second,
+		SpireRefresh:         5 * time.Second,
+		SpireCallTimeout:     10 * time.Second,
+		HelmTimeout:          5 * time.Minute,
+		HelmPendingTimeout:   10 * time.Minute,
+		HelmRetryInterval:    10 * time.Second,
+		HelmMaxRetryInterval: 5 * time.Minute,
+		HelmProgressInterval: 5 * time.Second,
+		Clock:                clock.RealClock{},
+	}
+}
+
+// withDefaults fills every zero field from DefaultOptions.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	strings := []struct {
+		value    *string
+		fallback string
+	}{{&o.MetricsAddr, d.MetricsAddr}, {&o.ProbeAddr, d.ProbeAddr}, {&o.Namespace, d.Namespace}}
+	for _, s := range strings {
+		if *s.value == "" {
+			*s.value = s.fallback
+		}
+	}
+	durations := []struct {
+		value    *time.Duration
+		fallback time.Duration
+	}{
+		{&o.ZoneProbeInterval, d.ZoneProbeInterval}, {&o.ZoneResyncInterval, d.ZoneResyncInterval}, {&o.MeshResyncInterval, d.MeshResyncInterval},
+		{&o.FetchTimeout, d.FetchTimeout}, {&o.DefaultFetchInterval, d.DefaultFetchInterval}, {&o.MinFetchInterval, d.MinFetchInterval},
+		{&o.MaxFetchInterval, d.MaxFetchInterval}, {&o.FetchRetryInterval, d.FetchRetryInterval},
+		{&o.SpireRefresh, d.SpireRefresh}, {&o.SpireCallTimeout, d.SpireCallTimeout},
+		{&o.HelmTimeout, d.HelmTimeout}, {&o.HelmPendingTimeout, d.HelmPendingTimeout}, {&o.HelmRetryInterval, d.HelmRetryInterval},
+		{&o.HelmMaxRetryInterval, d.HelmMaxRetryInterval}, {&o.HelmProgressInterval, d.HelmProgressInterval},
+	}
+	for _, duration := range durations {
+		if *duration.value <= 0 {
+			*duration.value = duration.fallback
+		}
+	}
+	if o.ZoneConcurrency <= 0 {
+		o.ZoneConcurrency = d.ZoneConcurrency
+	}
+	if o.Clock == nil {
+		o.Clock = d.Clock
+	}
+	return o
 }
 
 // NewScheme knows core types, the operator's API and spire-controller-manager's.
@@ -53,12 +157,13 @@ func NewScheme() *runtime.Scheme {
 	return scheme
 }
 
-// Run runs the operator against the management cluster config reaches,
-// until ctx ends.
-func Run(ctx context.Context, config *rest.Config, opts Options) error {
-	scheme := NewScheme()
-	mgr, err := ctrl.NewManager(config, ctrl.Options{
-		Scheme:                  scheme,
+// ManagerOptions are the manager's options for the operator: its scheme,
+// metrics and probe addresses, leader election, and a cache that holds
+// Secrets of the operator's namespace only.
+func ManagerOptions(opts Options) ctrl.Options {
+	opts = opts.withDefaults()
+	return ctrl.Options{
+		Scheme:                  NewScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		LeaderElection:          opts.LeaderElect,
@@ -71,57 +176,18 @@ func Run(ctx context.Context, config *rest.Config, opts Options) error {
 				&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 			},
 		},
-	})
+	}
+}
+
+// Run runs the operator against the management cluster config reaches,
+// until ctx ends.
+func Run(ctx context.Context, config *rest.Config, opts Options) error {
+	mgr, err := ctrl.NewManager(config, ManagerOptions(opts))
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-
-	zoneRegistry := zones.NewRegistry(zones.Options{
-		Namespace:     opts.Namespace,
-		SecretReader:  mgr.GetClient(),
-		LocalConfig:   config,
-		Scheme:        scheme,
-		ProbeInterval: opts.ZoneProbeInterval,
-		Log:           ctrl.Log.WithName("zones"),
-	})
-	if err := mgr.Add(zoneRegistry); err != nil {
-		return fmt.Errorf("adding zone registry: %w", err)
-	}
-	applier := &apply.Applier{}
-	fetchTimeout := opts.FetchTimeout
-	if fetchTimeout <= 0 {
-		fetchTimeout = 10 * time.Second
-	}
-	if err := (&controllers.ZoneTrustDomainReconciler{
-		Client:         mgr.GetClient(),
-		Zones:          zoneRegistry,
-		EventRecorder:  mgr.GetEventRecorder("spire-federation-operator"),
-		ResyncInterval: opts.ZoneResyncInterval,
-		Applier:        applier,
-		Helm: &controllers.HelmOptions{
-			Installer: &spirehelm.Installer{Timeout: opts.HelmTimeout},
-			Charts:    &spirehelm.ChartSource{},
-		},
-		APIReader:     mgr.GetAPIReader(),
-		Namespace:     opts.Namespace,
-		Fetcher:       bundle.Fetcher{Timeout: fetchTimeout},
-		FetchSchedule: controllers.FetchSchedule{MinInterval: opts.MinFetchInterval},
-	}).SetupWithManager(ctx, mgr); err != nil {
-		return fmt.Errorf("setting up ZoneTrustDomain controller: %w", err)
-	}
-	spireServers := &spireaccess.Access{}
-	defer spireServers.Close()
-	if err := (&controllers.FederationMeshReconciler{
-		Client:               mgr.GetClient(),
-		APIReader:            mgr.GetAPIReader(),
-		Zones:                zoneRegistry,
-		Applier:              applier,
-		EventRecorder:        mgr.GetEventRecorder("spire-federation-operator"),
-		ResyncInterval:       opts.MeshResyncInterval,
-		Spire:                spireServers,
-		SpireRefreshInterval: opts.SpireRefresh,
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up FederationMesh controller: %w", err)
+	if err := Setup(ctx, mgr, config, opts); err != nil {
+		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding health check: %w", err)
@@ -129,6 +195,77 @@ func Run(ctx context.Context, config *rest.Config, opts Options) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
-	ctrl.Log.Info("Starting operator", "namespace", opts.Namespace)
+	ctrl.Log.Info("Starting operator", "namespace", opts.withDefaults().Namespace)
 	return mgr.Start(ctx)
+}
+
+// Setup adds the zone registry and both reconcilers to a manager whose
+// scheme is NewScheme's.
+func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Options) error {
+	opts = opts.withDefaults()
+	zoneRegistry := zones.NewRegistry(zones.Options{
+		Namespace:     opts.Namespace,
+		SecretReader:  mgr.GetClient(),
+		LocalConfig:   config,
+		Scheme:        mgr.GetScheme(),
+		ProbeInterval: opts.ZoneProbeInterval,
+		Log:           ctrl.Log.WithName("zones"),
+	})
+	if err := mgr.Add(zoneRegistry); err != nil {
+		return fmt.Errorf("adding zone registry: %w", err)
+	}
+	applier := &apply.Applier{}
+	recorder := mgr.GetEventRecorder(FieldManager)
+	apiReader := mgr.GetAPIReader()
+	releases := &spirehelm.Lifecycle{
+		Installer: &spirehelm.Installer{Timeout: opts.HelmTimeout, PendingTimeout: opts.HelmPendingTimeout, Clock: opts.Clock},
+		Charts:    &spirehelm.ChartSource{},
+		ConfigMapPackages: func(ctx context.Context, name string) (map[string][]byte, error) {
+			// Uncached: the operator watches no ConfigMap in its namespace.
+			configMap := &corev1.ConfigMap{}
+			if err := apiReader.Get(ctx, types.NamespacedName{Namespace: opts.Namespace, Name: name}, configMap); err != nil {
+				return nil, fmt.Errorf("reading chart ConfigMap %s/%s: %w", opts.Namespace, name, err)
+			}
+			return configMap.BinaryData, nil
+		},
+		RetryInterval:    opts.HelmRetryInterval,
+		MaxRetryInterval: opts.HelmMaxRetryInterval,
+		ProgressInterval: opts.HelmProgressInterval,
+		Clock:            opts.Clock,
+	}
+	if err := (&controllers.ZoneTrustDomainReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               apiReader,
+		Zones:                   zoneRegistry,
+		EventRecorder:           recorder,
+		Applier:                 applier,
+		Releases:                releases,
+		Fetcher:                 bundle.Fetcher{Timeout: opts.FetchTimeout},
+		FetchSchedule:           bundle.Schedule{DefaultInterval: opts.DefaultFetchInterval, MinInterval: opts.MinFetchInterval, MaxInterval: opts.MaxFetchInterval, RetryInterval: opts.FetchRetryInterval},
+		ResyncInterval:          opts.ZoneResyncInterval,
+		MaxConcurrentReconciles: opts.ZoneConcurrency,
+		Clock:                   opts.Clock,
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up ZoneTrustDomain controller: %w", err)
+	}
+	spireServers := &spireaccess.Access{}
+	go func() {
+		<-ctx.Done()
+		spireServers.Close()
+	}()
+	if err := (&controllers.FederationMeshReconciler{
+		Client:               mgr.GetClient(),
+		APIReader:            apiReader,
+		Zones:                zoneRegistry,
+		Applier:              applier,
+		EventRecorder:        recorder,
+		Spire:                spireServers,
+		ResyncInterval:       opts.MeshResyncInterval,
+		SpireRefreshInterval: opts.SpireRefresh,
+		SpireCallTimeout:     opts.SpireCallTimeout,
+		Clock:                opts.Clock,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up FederationMesh controller: %w", err)
+	}
+	return nil
 }

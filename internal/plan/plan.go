@@ -79,6 +79,24 @@ type ZonePlan struct {
 	KeepFederatedTrustDomains []string
 }
 
+// WaitingIdentities counts the identities whose federatesWith does not list
+// every peer the zone federates with yet: they wait for the zone's SPIRE
+// to hold those peers' bundles.
+func (p *ZonePlan) WaitingIdentities() int {
+	waiting := 0
+	for _, id := range p.SPIFFEIDs {
+		if len(id.Spec.FederatesWith) < len(p.FederatedTrustDomains) {
+			waiting++
+		}
+	}
+	for _, entry := range p.StaticEntries {
+		if len(entry.Spec.FederatesWith) < len(p.FederatedTrustDomains) {
+			waiting++
+		}
+	}
+	return waiting
+}
+
 // Plan is the planner's output.
 type Plan struct {
 	// Links the topology demands between members, sorted.

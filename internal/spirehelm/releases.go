@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/resource"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 )
@@ -44,13 +45,12 @@ const maxHistory = 10
 
 // Installer runs the Helm actions of zones' SPIRE installs.
 type Installer struct {
-	// Timeout of one Helm action, hooks included; 5m if zero.
+	// Timeout of one Helm action, hooks included.
 	Timeout time.Duration
 	// PendingTimeout after which a release still pending is taken to be
-	// left by an interrupted action and recovered; 10m if zero.
+	// left by an interrupted action and recovered.
 	PendingTimeout time.Duration
-	// Now returns the time; time.Now if nil.
-	Now func() time.Time
+	Clock          clock.PassiveClock
 }
 
 // Desired is a zone's SPIRE install.
@@ -219,7 +219,7 @@ func (i *Installer) recoverPending(helm *action.Configuration, last *release.Rel
 	if since.IsZero() {
 		since = last.Info.FirstDeployed.Time
 	}
-	if i.now().Sub(since) < i.pendingTimeout() {
+	if i.Clock.Now().Sub(since) < i.PendingTimeout {
 		return &PendingError{Release: last.Name, Status: last.Info.Status, Since: since}
 	}
 	last.SetStatus(release.StatusFailed, fmt.Sprintf("marked failed by spire-federation-operator: %s since %s", last.Info.Status, since.UTC().Format(time.RFC3339)))
@@ -235,7 +235,7 @@ func (i *Installer) install(ctx context.Context, helm *action.Configuration, nam
 	install.Namespace = namespace
 	install.CreateNamespace = true
 	install.Replace = replace
-	install.Timeout = i.timeout()
+	install.Timeout = i.Timeout
 	return install.RunWithContext(ctx, loaded.Chart, values)
 }
 
@@ -244,7 +244,7 @@ func (i *Installer) upgrade(ctx context.Context, helm *action.Configuration, nam
 	upgrade.Namespace = namespace
 	upgrade.MaxHistory = maxHistory
 	upgrade.ResetValues = true
-	upgrade.Timeout = i.timeout()
+	upgrade.Timeout = i.Timeout
 	return upgrade.RunWithContext(ctx, name, loaded.Chart, values)
 }
 
@@ -254,7 +254,7 @@ func (i *Installer) rollback(helm *action.Configuration, name string, version in
 	rollback := action.NewRollback(helm)
 	rollback.Version = version
 	rollback.MaxHistory = maxHistory
-	rollback.Timeout = i.timeout()
+	rollback.Timeout = i.Timeout
 	if err := rollback.Run(name); err != nil {
 		return nil, err
 	}
@@ -270,7 +270,7 @@ func (i *Installer) Uninstall(config *rest.Config, namespace, releaseName string
 	}
 	for _, name := range []string{releaseName, CRDsReleaseName(releaseName)} {
 		uninstall := action.NewUninstall(helm)
-		uninstall.Timeout = i.timeout()
+		uninstall.Timeout = i.Timeout
 		if _, err := uninstall.Run(name); err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
 			return &ActionError{Release: name, Action: ActionUninstall, Err: err}
 		}
@@ -435,25 +435,4 @@ func wrapAction(name, actionName string, err error) error {
 		return nil
 	}
 	return &ActionError{Release: name, Action: actionName, Err: err}
-}
-
-func (i *Installer) timeout() time.Duration {
-	if i.Timeout > 0 {
-		return i.Timeout
-	}
-	return 5 * time.Minute
-}
-
-func (i *Installer) pendingTimeout() time.Duration {
-	if i.PendingTimeout > 0 {
-		return i.PendingTimeout
-	}
-	return 10 * time.Minute
-}
-
-func (i *Installer) now() time.Time {
-	if i.Now != nil {
-		return i.Now()
-	}
-	return time.Now()
 }

@@ -1,8 +1,10 @@
-// Package zones gives controllers a client for each zone's cluster. A client
-// is built from the zone's kubeconfig Secret (or the management cluster's
-// own config for local zones), cached until that Secret changes, and
-// watched by a health probe whose transitions enqueue the zone, so that a
-// zone coming back is reconciled at once instead of after a backoff.
+// Package zones is a cache of remote cluster clients, one per zone (in the
+// manner of cluster-api's ClusterCache). A client is built from the zone's
+// kubeconfig Secret (or the management cluster's own config for local
+// zones), cached until that Secret changes, and watched by a health probe
+// whose transitions enqueue the zone, so that a zone coming back is
+// reconciled at once instead of after a backoff. Others register watches in
+// a zone's cluster through EnsureWatch; they run as long as the connection.
 package zones
 
 import (
@@ -99,6 +101,12 @@ func (r *Registry) Source() source.Source {
 	return source.Channel(r.events, &handler.EnqueueRequestForObject{})
 }
 
+// Key names a zone in the registry: the name of its ZoneTrustDomain.
+type Key struct{ Name string }
+
+// KeyOf is the registry key of a zone.
+func KeyOf(zone *spirefedv1alpha1.ZoneTrustDomain) Key { return Key{Name: zone.Name} }
+
 // Zone is a connected zone cluster.
 type Zone struct {
 	// Name of the ZoneTrustDomain.
@@ -110,13 +118,27 @@ type Zone struct {
 	Config    *rest.Config
 	Clientset kubernetes.Interface
 
-	accessKey          string
-	bootstrapNamespace string
-	bootstrapName      string
-	stopProbes         context.CancelFunc
+	accessKey string
+	// probeNamespace is where the operator must be allowed to read
+	// ConfigMaps: the zone's SPIRE namespace.
+	probeNamespace string
+	// ctx lives as long as this connection; watches and probes run in it.
+	ctx        context.Context
+	stopProbes context.CancelFunc
 
 	mu         sync.Mutex
 	lastReason string
+	watches    map[string]*watch
+}
+
+// WatchFunc watches something in a zone's cluster until ctx ends, and
+// calls notify whenever it changed; notify enqueues the zone.
+type WatchFunc func(ctx context.Context, zone *Zone, notify func())
+
+// watch is a running WatchFunc.
+type watch struct {
+	id   string
+	stop context.CancelFunc
 }
 
 // Connect returns the client of zone's cluster, building it when the zone
@@ -124,11 +146,11 @@ type Zone struct {
 func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (*Zone, error) {
 	accessKey, config, err := r.resolveAccess(ctx, zone)
 	if err != nil {
-		r.Forget(zone.Name)
+		r.Forget(KeyOf(zone))
 		return nil, err
 	}
-	bootstrap := zone.BootstrapConfigMap()
-	accessKey += "|" + bootstrap.Namespace + "|" + bootstrap.Name
+	probeNamespace := zone.BootstrapConfigMap().Namespace
+	accessKey += "|" + probeNamespace
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -144,38 +166,65 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 		var clientset kubernetes.Interface
 		clientset, err = kubernetes.NewForConfig(limited)
 		if err == nil {
-			return r.startZone(zone.Name, accessKey, bootstrap, limited, zoneClient, clientset), nil
+			return r.startZone(zone.Name, accessKey, probeNamespace, limited, zoneClient, clientset), nil
 		}
 	}
 	delete(r.zones, zone.Name)
 	return nil, &AccessError{Reason: spirefedv1alpha1.ReasonKubeconfigInvalid, Message: fmt.Sprintf("building a client from the kubeconfig: %v", err), Err: err}
 }
 
-// startZone registers a connected zone and starts its health probe and
-// its bootstrap ConfigMap watch. r.mu is held.
-func (r *Registry) startZone(name, accessKey string, bootstrap spirefedv1alpha1.ConfigMapKeySelector, config *rest.Config, zoneClient client.Client, clientset kubernetes.Interface) *Zone {
+// startZone registers a connected zone and starts its health probe.
+// r.mu is held.
+func (r *Registry) startZone(name, accessKey, probeNamespace string, config *rest.Config, zoneClient client.Client, clientset kubernetes.Interface) *Zone {
 	ctx, stop := context.WithCancel(r.rootCtx)
 	connected := &Zone{
-		Name:               name,
-		Client:             zoneClient,
-		Config:             config,
-		Clientset:          clientset,
-		accessKey:          accessKey,
-		bootstrapNamespace: bootstrap.Namespace,
-		bootstrapName:      bootstrap.Name,
-		stopProbes:         stop,
+		Name:           name,
+		Client:         zoneClient,
+		Config:         config,
+		Clientset:      clientset,
+		accessKey:      accessKey,
+		probeNamespace: probeNamespace,
+		ctx:            ctx,
+		stopProbes:     stop,
+		watches:        map[string]*watch{},
 	}
 	r.zones[name] = connected
 	go r.probeLoop(ctx, connected)
-	go connected.watchBootstrapConfigMap(ctx, clientset, func() {
-		r.opts.Log.V(1).Info("Bootstrap ConfigMap changed", "zone", name)
-		r.enqueue(ctx, name)
-	})
 	return connected
 }
 
+// EnsureWatch makes sure a watch of the given kind runs in a connected
+// zone's cluster, with the parameters that id names: one watch per kind
+// per zone; a different id replaces the running one. Watches stop when the
+// zone is forgotten or its access changes (the next EnsureWatch after
+// Connect starts them again). A zone that is not connected is ignored.
+func (r *Registry) EnsureWatch(key Key, kind, id string, run WatchFunc) {
+	zoneName := key.Name
+	r.mu.Lock()
+	zone := r.zones[zoneName]
+	r.mu.Unlock()
+	if zone == nil {
+		return
+	}
+	zone.mu.Lock()
+	defer zone.mu.Unlock()
+	if running := zone.watches[kind]; running != nil {
+		if running.id == id {
+			return
+		}
+		running.stop()
+	}
+	ctx, stop := context.WithCancel(zone.ctx)
+	zone.watches[kind] = &watch{id: id, stop: stop}
+	go run(ctx, zone, func() {
+		r.opts.Log.V(1).Info("Watched object changed", "zone", zoneName, "watch", kind)
+		r.enqueue(ctx, zoneName)
+	})
+}
+
 // Forget drops a zone's client and stops its probes.
-func (r *Registry) Forget(name string) {
+func (r *Registry) Forget(key Key) {
+	name := key.Name
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if existing := r.zones[name]; existing != nil {
@@ -264,7 +313,7 @@ func (z *Zone) Probe(ctx context.Context) error {
 func (z *Zone) probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	review := newAccessReview(z.bootstrapNamespace)
+	review := newAccessReview(z.probeNamespace)
 	if err := z.Client.Create(ctx, review); err != nil {
 		switch {
 		case apierrors.IsUnauthorized(err):
@@ -278,7 +327,7 @@ func (z *Zone) probe(ctx context.Context) error {
 	if !review.Status.Allowed {
 		return &AccessError{
 			Reason:  spirefedv1alpha1.ReasonForbidden,
-			Message: fmt.Sprintf("the kubeconfig's user may not get configmaps in namespace %q of the zone's cluster", z.bootstrapNamespace),
+			Message: fmt.Sprintf("the kubeconfig's user may not get configmaps in namespace %q of the zone's cluster", z.probeNamespace),
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package zones
+package bundle
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// watchBootstrapConfigMap calls onChange whenever the zone's bootstrap
-// ConfigMap is added, changed or deleted, until ctx ends. The informer
-// retries on its own while the zone is unreachable.
-func (z *Zone) watchBootstrapConfigMap(ctx context.Context, clientset kubernetes.Interface, onChange func()) {
-	listWatch := cache.NewListWatchFromClient(clientset.CoreV1().RESTClient(), "configmaps", z.bootstrapNamespace,
-		fields.OneTermEqualSelector("metadata.name", z.bootstrapName))
+// WatchConfigMap calls onChange whenever the named ConfigMap (a zone's
+// bootstrap bundle) is added, changed or deleted, until ctx ends. The
+// informer retries on its own while the zone is unreachable.
+func WatchConfigMap(ctx context.Context, clientset kubernetes.Interface, namespace, name string, onChange func()) {
+	listWatch := cache.NewListWatchFromClient(clientset.CoreV1().RESTClient(), "configmaps", namespace,
+		fields.OneTermEqualSelector("metadata.name", name))
 	informer := cache.NewSharedIndexInformer(listWatch, &corev1.ConfigMap{}, 0, cache.Indexers{})
 	_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { onChange() },
