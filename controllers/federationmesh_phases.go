@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -198,6 +199,12 @@ func (r *FederationMeshReconciler) cleanupZone(ctx context.Context, mesh *spiref
 		return false, fmt.Errorf("reading zone %s: %w", name, err)
 	}
 	connected, err := r.Zones.Connect(ctx, zone)
+	if secretGone(err) {
+		r.EventRecorder.Eventf(mesh, nil, corev1.EventTypeWarning, "ObjectsLeftBehind", "Delete",
+			"Zone %s: %s; the mesh's objects in its cluster are left behind: delete those labelled %s=%s,%s=%s there",
+			name, err.Error(), plan.LabelMesh, mesh.Name, plan.LabelZone, name)
+		return true, nil
+	}
 	if err != nil {
 		return false, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -19,11 +20,14 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
+	"github.com/spirefed/spire-federation-operator/internal/plan"
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
 )
@@ -31,8 +35,9 @@ import (
 // spireZone is a zone run by a real SPIRE server and a real
 // spire-controller-manager against the zone's API server.
 type spireZone struct {
-	name   string
-	server *testenv.SpireServer
+	name    string
+	cluster *testenv.Cluster
+	server  *testenv.SpireServer
 	agent  *testenv.SpireAgent
 }
 
@@ -79,7 +84,7 @@ func startSpireZone(t *testing.T, name, clusterName string) *spireZone {
 	createZone(t, zone)
 	waitForZoneCondition(t, name, ready, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded)
 	waitForZoneCondition(t, name, spirefedv1alpha1.BundleFetchedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonFetched)
-	return &spireZone{name: name, server: server, agent: agent}
+	return &spireZone{name: name, cluster: cluster, server: server, agent: agent}
 }
 
 // workload returns the X.509 source of this test process as a workload of
@@ -360,8 +365,19 @@ func TestFederationWithSPIRE(t *testing.T) {
 	})
 
 	t.Run("steady state makes no write and no refresh", func(t *testing.T) {
+		// A converged three-zone mesh, for two minutes: endpoints fetched
+		// every second or two, meshes resynced every 5 s, SPIRE read on
+		// every pass. Nothing the operator owns or reports on changes.
 		writes, refreshes := zoneWrites(t), spireRefreshes(t)
-		time.Sleep(8 * time.Second)
+		versions := reportedVersions(t, "spire", a, b, c)
+		time.Sleep(2 * time.Minute)
+		if after := reportedVersions(t, "spire", a, b, c); !maps.Equal(after, versions) {
+			for name, version := range after {
+				if versions[name] != version {
+					t.Errorf("%s was written in steady state (resourceVersion %s -> %s)", name, versions[name], version)
+				}
+			}
+		}
 		if got := zoneWrites(t) - writes; got != 0 {
 			t.Errorf("%d writes in steady state", got)
 		}
@@ -531,4 +547,32 @@ func deleteZone(t testing.TB, name string) {
 func waitForPairReason(t *testing.T, meshName, from, to, reason string) *spirefedv1alpha1.FederationMesh {
 	t.Helper()
 	return waitForPairWhere(t, meshName, from, to, "reason "+reason, func(pair spirefedv1alpha1.PairStatus) bool { return pair.Reason == reason })
+}
+
+// reportedVersions maps every object the operator owns or reports on for a
+// mesh (the mesh, its zones, and what it wrote in each zone's cluster) to
+// its resourceVersion.
+func reportedVersions(t *testing.T, meshName string, zones ...*spireZone) map[string]string {
+	t.Helper()
+	versions := map[string]string{}
+	mesh := getMesh(t, meshName)
+	versions["FederationMesh/"+meshName] = mesh.ResourceVersion
+	for _, z := range zones {
+		name, cluster := z.name, z.cluster
+		versions["ZoneTrustDomain/"+name] = getZone(t, name).ResourceVersion
+		owned := client.MatchingLabels{plan.LabelMesh: meshName, plan.LabelZone: name}
+		for _, list := range []client.ObjectList{&spirev1alpha1.ClusterFederatedTrustDomainList{}, &spirev1alpha1.ClusterSPIFFEIDList{}, &spirev1alpha1.ClusterStaticEntryList{}} {
+			if err := cluster.Client.List(testCtx, list, owned); err != nil {
+				t.Fatal(err)
+			}
+			if err := meta.EachListItem(list, func(obj runtime.Object) error {
+				object := obj.(client.Object)
+				versions[fmt.Sprintf("%T/%s", object, object.GetName())] = object.GetResourceVersion()
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return versions
 }

@@ -27,6 +27,7 @@ import (
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/metrics"
+	"github.com/spirefed/spire-federation-operator/internal/plan"
 	"github.com/spirefed/spire-federation-operator/internal/status"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
@@ -85,7 +86,8 @@ func (r *ZoneTrustDomainReconciler) SetupWithManager(ctx context.Context, mgr ct
 		return fmt.Errorf("indexing zones by kubeconfig Secret: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&spirefedv1alpha1.ZoneTrustDomain{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Annotations too: the sequence reset annotation asks for a fetch.
+		For(&spirefedv1alpha1.ZoneTrustDomain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.zonesForSecret)).
 		WatchesRawSource(r.Zones.Source()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
@@ -191,6 +193,15 @@ func (r *ZoneTrustDomainReconciler) reconcileDelete(ctx context.Context, zone *s
 		return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting for meshes %s to remove their objects from the zone's cluster", strings.Join(meshes, ", ")), zoneDeleteWaitInterval)
 	}
 	connected, err := r.Zones.Connect(ctx, zone)
+	if secretGone(err) {
+		// The cluster cannot be reached ever again through this zone: let
+		// it go, and say what stays behind there (as Flux does for a
+		// HelmRelease whose kubeconfig is gone).
+		r.EventRecorder.Eventf(zone, nil, corev1.EventTypeWarning, "ObjectsLeftBehind", "Delete",
+			"%s; the operator's objects in the zone's cluster are left behind: delete the ClusterFederatedTrustDomains, ClusterSPIFFEIDs and ClusterStaticEntries labelled %s=%s,%s=%s there%s",
+			err.Error(), plan.LabelManagedBy, plan.ManagedBy, plan.LabelZone, zone.Name, leftReleases(zone))
+		return r.release(ctx, zone)
+	}
 	if err == nil {
 		var deleted int
 		deleted, err = r.Applier.RemoveZone(ctx, connected.Client, zone.Name)
@@ -205,12 +216,35 @@ func (r *ZoneTrustDomainReconciler) reconcileDelete(ctx context.Context, zone *s
 		}
 		ctrl.LoggerFrom(ctx).Info("Uninstalled SPIRE", "release", zone.Spec.Spire.ReleaseName)
 	}
+	return r.release(ctx, zone)
+}
+
+// release removes the zone's finalizer.
+func (r *ZoneTrustDomainReconciler) release(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (ctrl.Result, error) {
 	r.Zones.Forget(zones.KeyOf(zone))
 	controllerutil.RemoveFinalizer(zone, spirefedv1alpha1.ZoneFinalizer)
 	if err := r.Update(ctx, zone); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// secretGone says whether a connection failed because the zone's
+// kubeconfig Secret (or its key) does not exist: unlike an unreachable
+// cluster, nothing will bring that zone back.
+func secretGone(err error) bool {
+	var accessErr *zones.AccessError
+	return errors.As(err, &accessErr) && accessErr.Reason == spirefedv1alpha1.ReasonSecretNotFound
+}
+
+// leftReleases names the SPIRE releases a deleted zone leaves behind when
+// its kubeconfig Secret is gone, if it asked for them to be uninstalled.
+func leftReleases(zone *spirefedv1alpha1.ZoneTrustDomain) string {
+	if zone.Spec.Spire.Install != spirefedv1alpha1.SpireInstallHelm || zone.Spec.Spire.DeletionPolicy != spirefedv1alpha1.DeletionDelete {
+		return ""
+	}
+	return fmt.Sprintf(", and uninstall the Helm releases %s and %s in namespace %s (deletionPolicy Delete)",
+		zone.Spec.Spire.ReleaseName, zone.Spec.Spire.ReleaseName+"-crds", zone.Spec.Spire.Namespace)
 }
 
 // meshesWrittenTo names the meshes that may still own objects in a zone.

@@ -12,11 +12,15 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
+	"github.com/spirefed/spire-federation-operator/internal/metrics"
 )
 
 // reconcileFetch fetches the zone's bundle from its endpoint when a fetch
@@ -24,6 +28,7 @@ import (
 // when the bundle package's rules accept it. It returns when to look again.
 func (r *ZoneTrustDomainReconciler) reconcileFetch(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, bootstrapAuthorities []*x509.Certificate) (time.Duration, error) {
 	interval := r.FetchSchedule.Interval(zone.Spec.BundleEndpoint.RefreshHint, zone.Status.Bundle)
+	zone.Status.FetchInterval = &metav1.Duration{Duration: interval}
 	endpoint, err := endpointOf(zone)
 	if err != nil {
 		r.setFetched(zone, metav1.ConditionFalse, spirefedv1alpha1.ReasonBadResponse, err.Error())
@@ -51,41 +56,78 @@ func (r *ZoneTrustDomainReconciler) reconcileFetch(ctx context.Context, zone *sp
 // fetch fetches and, when acceptable, records the zone's bundle; it
 // returns when the next fetch is due.
 func (r *ZoneTrustDomainReconciler) fetch(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, endpoint bundle.Endpoint, trust *x509bundle.Bundle, interval time.Duration) time.Duration {
+	start := r.Clock.Now()
+	reason, message, next := r.fetchAndAccept(ctx, zone, endpoint, trust, interval)
+	metrics.RecordFetch(zone.Name, reason, start, r.Clock.Since(start))
+	if reason == spirefedv1alpha1.ReasonFetched {
+		r.setFetched(zone, metav1.ConditionTrue, reason, message)
+	} else {
+		r.setFetched(zone, metav1.ConditionFalse, reason, message)
+		ctrl.LoggerFrom(ctx).V(1).Info("Bundle not accepted", "url", endpoint.URL, "reason", reason)
+	}
+	return next
+}
+
+// fetchAndAccept fetches the zone's bundle and applies the acceptance rules;
+// it returns the BundleFetched reason and message, and when to fetch next.
+func (r *ZoneTrustDomainReconciler) fetchAndAccept(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, endpoint bundle.Endpoint, trust *x509bundle.Bundle, interval time.Duration) (string, string, time.Duration) {
 	fetched, err := r.Fetcher.Fetch(ctx, endpoint, trust)
 	if err != nil {
-		reason := fetchFailureReason(err)
-		r.setFetched(zone, metav1.ConditionFalse, reason, fmt.Sprintf("Fetching %s: %v; peers keep the last good bundle", endpoint.URL, err))
-		ctrl.LoggerFrom(ctx).V(1).Info("Bundle fetch failed", "url", endpoint.URL, "reason", reason)
-		return r.FetchSchedule.AfterFailure(interval)
+		return fetchFailureReason(err), fmt.Sprintf("Fetching %s: %v; peers keep the last good bundle", endpoint.URL, err), r.FetchSchedule.AfterFailure(interval)
 	}
-	if rejection := bundle.CheckSequence(zone.Status.Bundle, fetched); rejection != nil {
-		r.setFetched(zone, metav1.ConditionFalse, rejection.Reason, rejection.Message)
-		return r.FetchSchedule.AfterFailure(interval)
+	_, reset := zone.Annotations[spirefedv1alpha1.ResetSequenceAnnotation]
+	if rejection := bundle.CheckSequence(zone.Status.Bundle, fetched, reset); rejection != nil {
+		return rejection.Reason, rejection.Message, r.FetchSchedule.AfterFailure(interval)
 	}
 	accepted, err := bundle.Describe(fetched, spirefedv1alpha1.BundleSourceEndpoint, zone.Status.Bundle, r.Clock.Now())
 	if err != nil {
-		r.setFetched(zone, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleRejected, err.Error())
-		return r.FetchSchedule.AfterFailure(interval)
+		return spirefedv1alpha1.ReasonBundleRejected, err.Error(), r.FetchSchedule.AfterFailure(interval)
+	}
+	if reset {
+		r.finishReset(ctx, zone, accepted)
 	}
 	zone.Status.Bundle = accepted
-	r.setFetched(zone, metav1.ConditionTrue, spirefedv1alpha1.ReasonFetched, fmt.Sprintf("Fetched bundle %s from %s", accepted.Digest[:12], endpoint.URL))
-	return r.FetchSchedule.AfterSuccess(fetched, interval)
+	return spirefedv1alpha1.ReasonFetched, fmt.Sprintf("Fetched bundle %s from %s", accepted.Digest[:12], endpoint.URL), r.FetchSchedule.AfterSuccess(fetched, interval)
+}
+
+// finishReset records the audited sequence reset and removes the
+// annotation that asked for it.
+func (r *ZoneTrustDomainReconciler) finishReset(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, accepted *spirefedv1alpha1.BundleStatus) {
+	sequence := func(b *spirefedv1alpha1.BundleStatus) string {
+		if b == nil || b.Sequence == nil {
+			return "none"
+		}
+		return strconv.FormatInt(*b.Sequence, 10)
+	}
+	r.EventRecorder.Eventf(zone, nil, corev1.EventTypeWarning, "BundleSequenceReset", "Reset",
+		"Accepted bundle %s with sequence %s in place of sequence %s, as annotation %s asked",
+		accepted.Digest[:12], sequence(accepted), sequence(zone.Status.Bundle), spirefedv1alpha1.ResetSequenceAnnotation)
+	ctrl.LoggerFrom(ctx).Info("Bundle sequence reset", "from", sequence(zone.Status.Bundle), "to", sequence(accepted))
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, spirefedv1alpha1.ResetSequenceAnnotation)
+	if err := r.Patch(ctx, zone.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Removing the reset annotation")
+	}
 }
 
 // fetchInputs identifies what a fetch depends on besides time: the zone's
 // spec and the bootstrap authorities that authenticate its endpoint. A
 // change of either makes a fetch due at once.
 func fetchInputs(zone *spirefedv1alpha1.ZoneTrustDomain, bootstrapAuthorities []*x509.Certificate) string {
-	parts := []string{strconv.FormatInt(zone.Generation, 10)}
+	_, reset := zone.Annotations[spirefedv1alpha1.ResetSequenceAnnotation]
+	parts := []string{strconv.FormatInt(zone.Generation, 10), strconv.FormatBool(reset)}
 	for _, authority := range bundle.DescribeX509Authorities(bootstrapAuthorities) {
 		parts = append(parts, authority.SHA256Fingerprint)
 	}
 	return strings.Join(parts, ",")
 }
 
+// setFetched sets BundleFetched, and lastFetch when the result changed: a
+// fetch like the last one writes nothing.
 func (r *ZoneTrustDomainReconciler) setFetched(zone *spirefedv1alpha1.ZoneTrustDomain, conditionStatus metav1.ConditionStatus, reason, message string) {
 	r.setCondition(zone, spirefedv1alpha1.BundleFetchedCondition, conditionStatus, reason, message)
-	zone.Status.LastFetch = &spirefedv1alpha1.FetchStatus{Time: metav1.NewTime(r.Clock.Now()), Result: reason}
+	if zone.Status.LastFetch == nil || zone.Status.LastFetch.Result != reason {
+		zone.Status.LastFetch = &spirefedv1alpha1.FetchStatus{Time: metav1.NewTime(r.Clock.Now()), Result: reason}
+	}
 }
 
 // trustSource authenticates an https_spiffe endpoint: the bootstrap

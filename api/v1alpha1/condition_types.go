@@ -86,6 +86,13 @@ const (
 	// ReasonSequenceRegressed: the bundle's sequence is lower than the
 	// accepted one's.
 	ReasonSequenceRegressed = "SequenceRegressed"
+	// ReasonSequenceReused: the bundle has the accepted sequence but other
+	// authorities; a publisher that changes its authorities raises the
+	// sequence. The accepted bundle is kept.
+	ReasonSequenceReused = "SequenceReused"
+	// ReasonSequenceMissing: the bundle has no sequence although the zone
+	// published one before. The accepted bundle is kept.
+	ReasonSequenceMissing = "SequenceMissing"
 )
 
 // Reasons for SpireInstalled.

@@ -380,9 +380,20 @@ type ZoneTrustDomainStatus struct {
 	// +optional
 	Bundle *BundleStatus `json:"bundle,omitempty"`
 
-	// LastFetch is the outcome of the latest bundle endpoint fetch.
+	// LastFetch is the result of the latest bundle endpoint fetch, and
+	// since when fetches have had that result. A fetch with the same
+	// result changes nothing here (a quiet zone writes nothing); the time
+	// of the latest fetch is the metric
+	// spirefed_bundle_last_fetch_timestamp_seconds.
 	// +optional
 	LastFetch *FetchStatus `json:"lastFetch,omitempty"`
+
+	// FetchInterval is the effective interval between fetches of the
+	// bundle endpoint: the refresh hint (of the accepted bundle, else of
+	// the spec, else the operator's default) clamped to the operator's
+	// bounds.
+	// +optional
+	FetchInterval *metav1.Duration `json:"fetchInterval,omitempty"`
 
 	// Spire is the state of a Helm install of SPIRE.
 	// +optional
@@ -488,9 +499,9 @@ type BundleStatus struct {
 	LastChangeTime *metav1.Time `json:"lastChangeTime,omitempty"`
 }
 
-// FetchStatus is the outcome of a bundle endpoint fetch.
+// FetchStatus is the outcome of bundle endpoint fetches.
 type FetchStatus struct {
-	// Time of the fetch.
+	// Time since when fetches have had this result.
 	Time metav1.Time `json:"time"`
 	// Result is the reason of the BundleFetched condition it produced.
 	Result string `json:"result"`
@@ -541,6 +552,14 @@ type ZoneTrustDomainList struct {
 func init() {
 	SchemeBuilder.Register(&ZoneTrustDomain{}, &ZoneTrustDomainList{})
 }
+
+// ResetSequenceAnnotation, set on a ZoneTrustDomain (any value), makes the
+// operator accept the next bundle its endpoint serves whatever its
+// sequence (it must still be valid and authenticated), for a trust domain
+// whose SPIRE was really re-installed and starts counting again. The
+// operator records an Event with the old and new sequence and removes the
+// annotation once it has accepted a bundle.
+const ResetSequenceAnnotation = "spirefed.io/reset-bundle-sequence"
 
 // ZoneFinalizer makes the operator remove what it wrote in a zone's cluster
 // before the ZoneTrustDomain goes away.

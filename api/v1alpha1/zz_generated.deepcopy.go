@@ -793,6 +793,11 @@ func (in *ZoneTrustDomainStatus) DeepCopyInto(out *ZoneTrustDomainStatus) {
 		*out = new(FetchStatus)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.FetchInterval != nil {
+		in, out := &in.FetchInterval, &out.FetchInterval
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Spire != nil {
 		in, out := &in.Spire, &out.Spire
 		*out = new(SpireReleaseStatus)

@@ -1,8 +1,11 @@
 package bundle
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -20,17 +23,59 @@ type Rejection struct {
 
 func (r *Rejection) Error() string { return r.Message }
 
-// CheckSequence refuses an endpoint bundle whose sequence goes back from
-// the sequence accepted from the endpoint before.
-func CheckSequence(current *spirefedv1alpha1.BundleStatus, fetched *spiffebundle.Bundle) *Rejection {
-	if current == nil || current.Source != spirefedv1alpha1.BundleSourceEndpoint || current.Sequence == nil {
+// CheckSequence applies the sequence rules to an endpoint bundle, against
+// the bundle accepted from the endpoint before. Once a zone has published a
+// sequence: a bundle without one is refused, a lower sequence is refused,
+// and the same sequence is refused when it brings an authority the
+// accepted bundle does not hold (authorities may only drop out, as they
+// expire, without a new sequence). reset (the zone's reset annotation)
+// accepts any sequence once.
+func CheckSequence(current *spirefedv1alpha1.BundleStatus, fetched *spiffebundle.Bundle, reset bool) *Rejection {
+	if reset || current == nil || current.Source != spirefedv1alpha1.BundleSourceEndpoint || current.Sequence == nil {
 		return nil
 	}
-	if sequence, ok := fetched.SequenceNumber(); ok && sequence < uint64(*current.Sequence) {
+	accepted := *current.Sequence
+	sequence, ok := fetched.SequenceNumber()
+	switch {
+	case !ok:
+		return &Rejection{Reason: spirefedv1alpha1.ReasonSequenceMissing,
+			Message: fmt.Sprintf("The endpoint served a bundle without a sequence after sequence %d; the accepted bundle is kept", accepted)}
+	case sequence > math.MaxInt64:
+		return nil // Describe refuses it: status cannot hold it
+	case int64(sequence) < accepted:
 		return &Rejection{Reason: spirefedv1alpha1.ReasonSequenceRegressed,
-			Message: fmt.Sprintf("The endpoint served sequence %d, lower than the accepted %d; the accepted bundle is kept", sequence, *current.Sequence)}
+			Message: fmt.Sprintf("The endpoint served sequence %d, lower than the accepted %d; the accepted bundle is kept", sequence, accepted)}
+	case int64(sequence) == accepted:
+		if added := newAuthorities(current, fetched); len(added) > 0 {
+			return &Rejection{Reason: spirefedv1alpha1.ReasonSequenceReused,
+				Message: fmt.Sprintf("The endpoint served sequence %d again with authorities the accepted bundle does not hold (%s); the accepted bundle is kept", sequence, strings.Join(added, ", "))}
+		}
 	}
 	return nil
+}
+
+// newAuthorities lists the authorities of fetched (X.509 fingerprints
+// shortened, JWT key IDs) that current does not hold.
+func newAuthorities(current *spirefedv1alpha1.BundleStatus, fetched *spiffebundle.Bundle) []string {
+	held := map[string]bool{}
+	for _, authority := range current.X509Authorities {
+		held[authority.SHA256Fingerprint] = true
+	}
+	for _, keyID := range current.JWTAuthorityKeyIDs {
+		held["jwt:"+keyID] = true
+	}
+	var added []string
+	for _, cert := range fetched.X509Authorities() {
+		if fingerprint := Fingerprint(cert); !held[fingerprint] {
+			added = append(added, "x509 "+fingerprint[:12])
+		}
+	}
+	for _, keyID := range JWTKeyIDs(fetched) {
+		if !held["jwt:"+keyID] {
+			added = append(added, "jwt "+keyID)
+		}
+	}
+	return added
 }
 
 // Describe builds the status of an accepted bundle: canonical SPIFFE JSON,
@@ -65,4 +110,32 @@ func Describe(accepted *spiffebundle.Bundle, source spirefedv1alpha1.BundleSourc
 		next.LastChangeTime = &changed
 	}
 	return next, nil
+}
+
+// MaxRefreshHint bounds the refresh hint kept from a bundle document. A
+// larger hint (up to the overflow of time.Duration, which go-spiffe does
+// not guard against) is stored as MaxRefreshHint; the fetch schedule then
+// clamps it further to the operator's bounds.
+const MaxRefreshHint = 365 * 24 * time.Hour
+
+// normalizeRefreshHint replaces the refresh hint that go-spiffe parsed from
+// document with one read from the document itself, bounded: a hint past
+// MaxRefreshHint (or past time.Duration's range) becomes MaxRefreshHint,
+// and a negative or zero one is dropped.
+func normalizeRefreshHint(document []byte, parsed *spiffebundle.Bundle) {
+	var raw struct {
+		RefreshHint *json.Number `json:"spiffe_refresh_hint"`
+	}
+	if err := json.Unmarshal(document, &raw); err != nil || raw.RefreshHint == nil {
+		return
+	}
+	seconds, ok := new(big.Int).SetString(raw.RefreshHint.String(), 10)
+	switch {
+	case !ok || seconds.Sign() <= 0:
+		parsed.ClearRefreshHint()
+	case seconds.Cmp(big.NewInt(int64(MaxRefreshHint/time.Second))) > 0:
+		parsed.SetRefreshHint(MaxRefreshHint)
+	default:
+		parsed.SetRefreshHint(time.Duration(seconds.Int64()) * time.Second)
+	}
 }

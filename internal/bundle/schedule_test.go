@@ -1,6 +1,10 @@
 package bundle
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"testing"
 	"time"
 
@@ -68,6 +72,14 @@ func TestDue(t *testing.T) {
 	}
 }
 
+var testKey = func() crypto.PublicKey {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return key.Public()
+}()
+
 func TestCheckSequence(t *testing.T) {
 	t.Parallel()
 	sequence := func(n int64) *int64 { return &n }
@@ -76,20 +88,43 @@ func TestCheckSequence(t *testing.T) {
 		b.SetSequenceNumber(n)
 		return b
 	}
+	withKey := func(n uint64, keyID string) *spiffebundle.Bundle {
+		b := fetched(n)
+		if err := b.AddJWTAuthority(keyID, testKey); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	unsequenced := spiffebundle.New(spiffeid.RequireTrustDomainFromString("a.example"))
+	endpoint := func(n int64, keyIDs ...string) *spirefedv1alpha1.BundleStatus {
+		return &spirefedv1alpha1.BundleStatus{Source: spirefedv1alpha1.BundleSourceEndpoint, Sequence: sequence(n), JWTAuthorityKeyIDs: keyIDs}
+	}
 	cases := []struct {
 		name    string
 		current *spirefedv1alpha1.BundleStatus
 		fetched *spiffebundle.Bundle
-		refused bool
+		reset   bool
+		want    string
 	}{
-		{"nothing accepted yet", nil, fetched(1), false},
-		{"higher", &spirefedv1alpha1.BundleStatus{Source: spirefedv1alpha1.BundleSourceEndpoint, Sequence: sequence(3)}, fetched(4), false},
-		{"lower", &spirefedv1alpha1.BundleStatus{Source: spirefedv1alpha1.BundleSourceEndpoint, Sequence: sequence(3)}, fetched(2), true},
-		{"after a bootstrap bundle", &spirefedv1alpha1.BundleStatus{Source: spirefedv1alpha1.BundleSourceConfigMap}, fetched(1), false},
+		{"nothing accepted yet", nil, fetched(1), false, ""},
+		{"higher", endpoint(3), fetched(4), false, ""},
+		{"lower", endpoint(3), fetched(2), false, spirefedv1alpha1.ReasonSequenceRegressed},
+		{"lower, reset requested", endpoint(3), fetched(1), true, ""},
+		{"after a bootstrap bundle", &spirefedv1alpha1.BundleStatus{Source: spirefedv1alpha1.BundleSourceConfigMap}, fetched(1), false, ""},
+		{"no sequence after one", endpoint(3), unsequenced, false, spirefedv1alpha1.ReasonSequenceMissing},
+		{"no sequence, never had one", &spirefedv1alpha1.BundleStatus{Source: spirefedv1alpha1.BundleSourceEndpoint}, unsequenced, false, ""},
+		{"same sequence, same authorities", endpoint(3, "k1"), withKey(3, "k1"), false, ""},
+		{"same sequence, an authority dropped out", endpoint(3, "k1", "k2"), withKey(3, "k1"), false, ""},
+		{"same sequence, a new authority", endpoint(3, "k1"), withKey(3, "k2"), false, spirefedv1alpha1.ReasonSequenceReused},
+		{"sequence beyond int64 is left to Describe", endpoint(3), fetched(1 << 63), false, ""},
 	}
 	for _, tc := range cases {
-		if got := CheckSequence(tc.current, tc.fetched); (got != nil) != tc.refused {
-			t.Errorf("%s: CheckSequence = %v", tc.name, got)
+		got := CheckSequence(tc.current, tc.fetched, tc.reset)
+		switch {
+		case tc.want == "" && got != nil:
+			t.Errorf("%s: refused: %v", tc.name, got)
+		case tc.want != "" && (got == nil || got.Reason != tc.want):
+			t.Errorf("%s: CheckSequence = %v, want %s", tc.name, got, tc.want)
 		}
 	}
 }

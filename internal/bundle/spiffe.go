@@ -46,6 +46,7 @@ func ParseSPIFFE(trustDomain spiffeid.TrustDomain, document []byte) (*spiffebund
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	normalizeRefreshHint(document, parsed)
 	if parsed.Empty() {
 		return nil, fmt.Errorf("%w: the bundle has no authority", ErrInvalid)
 	}

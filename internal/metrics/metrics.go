@@ -5,9 +5,8 @@ package metrics
 import (
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
@@ -44,6 +43,26 @@ var (
 		Help: "Writes (server-side applies and deletes) the operator made in a zone's cluster.",
 	}, []string{"zone"})
 
+	// BundleFetches counts bundle endpoint fetches by result (the
+	// BundleFetched reason they produced).
+	BundleFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spirefed_bundle_fetches_total",
+		Help: "Bundle endpoint fetches of a zone, by result (the reason of the BundleFetched condition they produced).",
+	}, []string{"zone", "result"})
+
+	// BundleFetchDuration observes how long fetches take.
+	BundleFetchDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "spirefed_bundle_fetch_duration_seconds",
+		Help:    "Duration of bundle endpoint fetches of a zone.",
+		Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+	}, []string{"zone"})
+
+	// BundleLastFetch is the time of a zone's latest fetch.
+	BundleLastFetch = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spirefed_bundle_last_fetch_timestamp_seconds",
+		Help: "Unix time of the latest bundle endpoint fetch of a zone, whatever its result.",
+	}, []string{"zone"})
+
 	// SpireRefreshes counts the refresh requests sent to a zone's SPIRE server.
 	SpireRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spirefed_spire_bundle_refreshes_total",
@@ -52,7 +71,8 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry, MeshPairs, ZoneWrites, SpireRefreshes)
+	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry, MeshPairs, ZoneWrites, SpireRefreshes,
+		BundleFetches, BundleFetchDuration, BundleLastFetch)
 }
 
 // ForgetMesh drops every series of a deleted mesh.
@@ -67,6 +87,9 @@ func ForgetZone(zone string) {
 	ZoneX509AuthorityExpiry.DeleteLabelValues(zone)
 	ZoneWrites.DeleteLabelValues(zone)
 	SpireRefreshes.DeleteLabelValues(zone)
+	BundleFetches.DeletePartialMatch(prometheus.Labels{"zone": zone})
+	BundleFetchDuration.DeleteLabelValues(zone)
+	BundleLastFetch.DeleteLabelValues(zone)
 }
 
 // RecordMesh sets a mesh's pair counts by state.
@@ -97,4 +120,11 @@ func RecordZone(zone *spirefedv1alpha1.ZoneTrustDomain) {
 		}
 	}
 	ZoneX509AuthorityExpiry.WithLabelValues(zone.Name).Set(float64(earliest.Unix()))
+}
+
+// RecordFetch counts a bundle endpoint fetch of a zone.
+func RecordFetch(zone, result string, at time.Time, took time.Duration) {
+	BundleFetches.WithLabelValues(zone, result).Inc()
+	BundleFetchDuration.WithLabelValues(zone).Observe(took.Seconds())
+	BundleLastFetch.WithLabelValues(zone).Set(float64(at.Unix()))
 }

@@ -9,12 +9,8 @@ import (
 	"fmt"
 	"time"
 
-	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,13 +19,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/controllers"
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
 	"github.com/spirefed/spire-federation-operator/internal/spirehelm"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
+
+	"github.com/spirefed/spire-federation-operator/internal/scheme"
 )
 
 // FieldManager names the operator in events and writes.
@@ -148,22 +145,13 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// NewScheme knows core types, the operator's API and spire-controller-manager's.
-func NewScheme() *runtime.Scheme {
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(spirefedv1alpha1.AddToScheme(scheme))
-	utilruntime.Must(spirev1alpha1.AddToScheme(scheme))
-	return scheme
-}
-
 // ManagerOptions are the manager's options for the operator: its scheme,
 // metrics and probe addresses, leader election, and a cache that holds
 // Secrets of the operator's namespace only.
 func ManagerOptions(opts Options) ctrl.Options {
 	opts = opts.withDefaults()
 	return ctrl.Options{
-		Scheme:                  NewScheme(),
+		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		LeaderElection:          opts.LeaderElect,

@@ -14,12 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
-	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
-
-	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/scheme"
 )
 
 // OperatorNamespace is where the management cluster holds zone kubeconfig Secrets.
@@ -57,16 +53,6 @@ type Env struct {
 	stoppers   []func() error
 }
 
-// NewScheme returns a scheme with core Kubernetes types, the operator's API
-// and spire-controller-manager's API.
-func NewScheme() *runtime.Scheme {
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(spirefedv1alpha1.AddToScheme(scheme))
-	utilruntime.Must(spirev1alpha1.AddToScheme(scheme))
-	return scheme
-}
-
 // Start starts the management cluster and the zones in parallel, creates
 // the operator namespace and writes each zone's admin kubeconfig into the
 // Secret "<zone>-kubeconfig" (key "value"). On error everything started is
@@ -79,7 +65,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := startReaper(root); err != nil {
 		return nil, err
 	}
-	env := &Env{Zones: map[string]*Cluster{}, Scheme: NewScheme(), root: root}
+	env := &Env{Zones: map[string]*Cluster{}, Scheme: scheme.New(), root: root}
 	defer func() {
 		if err != nil {
 			_ = env.Stop()

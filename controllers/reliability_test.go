@@ -1,0 +1,235 @@
+package controllers
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/bundle"
+	"github.com/spirefed/spire-federation-operator/internal/plan"
+	"github.com/spirefed/spire-federation-operator/internal/testenv"
+)
+
+// TestSequenceRules serves a zone's endpoint bundles that try to sidestep
+// the sequence guard: each is refused with the last good bundle kept,
+// until an audited reset accepts a lower sequence once.
+func TestSequenceRules(t *testing.T) {
+	gamma := env.Zones["gamma"]
+	endpoint := startZoneEndpoint(t, "seq.example")
+	writeBundleConfigMapIn(t, gamma, "spire-seq", endpoint.bootstrapPEM())
+	zone := newZoneAt("seq", "seq.example", testenv.KubeconfigSecretName("gamma"), endpoint.server.URL)
+	zone.Spec.Spire.Namespace = "spire-seq"
+	createZone(t, zone)
+	waitForSequence(t, "seq", 1)
+	accepted := getZone(t, "seq").Status.Bundle.Digest
+
+	foreign, err := testenv.NewSPIFFECA("seq.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reused := spiffebundle.FromX509Authorities(endpoint.TrustDomain, []*x509.Certificate{endpoint.CA.Cert, foreign.Cert})
+	reused.SetSequenceNumber(1)
+	unsequenced := spiffebundle.FromX509Authorities(endpoint.TrustDomain, []*x509.Certificate{endpoint.CA.Cert, foreign.Cert})
+	for _, tc := range []struct {
+		name   string
+		bundle *spiffebundle.Bundle
+		reason string
+	}{
+		{"same sequence, an authority added", reused, spirefedv1alpha1.ReasonSequenceReused},
+		{"no sequence after one", unsequenced, spirefedv1alpha1.ReasonSequenceMissing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			endpoint.server.SetBundle(tc.bundle)
+			got := waitForZoneCondition(t, "seq", fetched, metav1.ConditionFalse, tc.reason)
+			if got.Status.Bundle.Digest != accepted {
+				t.Errorf("the accepted bundle changed")
+			}
+		})
+	}
+
+	t.Run("an audited reset accepts a lower sequence once", func(t *testing.T) {
+		ahead := spiffebundle.FromX509Authorities(endpoint.TrustDomain, []*x509.Certificate{endpoint.CA.Cert})
+		ahead.SetSequenceNumber(9)
+		endpoint.server.SetBundle(ahead)
+		waitForSequence(t, "seq", 9)
+		reinstalled := spiffebundle.FromX509Authorities(endpoint.TrustDomain, []*x509.Certificate{endpoint.CA.Cert})
+		reinstalled.SetSequenceNumber(2)
+		endpoint.server.SetBundle(reinstalled)
+		waitForZoneCondition(t, "seq", fetched, metav1.ConditionFalse, spirefedv1alpha1.ReasonSequenceRegressed)
+
+		annotate(t, "seq", spirefedv1alpha1.ResetSequenceAnnotation, "re-installed SPIRE")
+		waitForSequence(t, "seq", 2)
+		deadline := testDeadline(20)
+		for getZone(t, "seq").Annotations[spirefedv1alpha1.ResetSequenceAnnotation] != "" {
+			if deadline() {
+				t.Fatal("the reset annotation was not removed")
+			}
+		}
+		waitForEvent(t, "seq", "BundleSequenceReset", "sequence 2 in place of sequence 9")
+		// Once only: going back again is refused.
+		again := spiffebundle.FromX509Authorities(endpoint.TrustDomain, []*x509.Certificate{endpoint.CA.Cert})
+		again.SetSequenceNumber(1)
+		endpoint.server.SetBundle(again)
+		waitForZoneCondition(t, "seq", fetched, metav1.ConditionFalse, spirefedv1alpha1.ReasonSequenceRegressed)
+	})
+}
+
+// TestHugeRefreshHint serves a refresh hint past time.Duration's range:
+// status holds a bounded hint and the effective fetch interval, never a
+// negative duration.
+func TestHugeRefreshHint(t *testing.T) {
+	gamma := env.Zones["gamma"]
+	endpoint := startZoneEndpoint(t, "hint.example")
+	writeBundleConfigMapIn(t, gamma, "spire-hint", endpoint.bootstrapPEM())
+	document, err := endpoint.Bundle.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(document, &fields); err != nil {
+		t.Fatal(err)
+	}
+	fields["spiffe_refresh_hint"] = json.Number("99999999999999")
+	fields["spiffe_sequence"] = 2
+	huge, err := json.Marshal(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint.server.Override(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(huge) }))
+	zone := newZoneAt("hint", "hint.example", testenv.KubeconfigSecretName("gamma"), endpoint.server.URL)
+	zone.Spec.Spire.Namespace = "spire-hint"
+	createZone(t, zone)
+	got := waitForSequence(t, "hint", 2)
+	if hint := got.Status.Bundle.RefreshHint; hint == nil || hint.Duration <= 0 || hint.Duration > bundle.MaxRefreshHint {
+		t.Errorf("status refresh hint %v, want within (0, %s]", hint, bundle.MaxRefreshHint)
+	}
+	// The suite's operator clamps hints to at most an hour.
+	if interval := got.Status.FetchInterval; interval == nil || interval.Duration != time.Hour {
+		t.Errorf("fetch interval %v, want 1h", interval)
+	}
+}
+
+// TestDeletionWithoutKubeconfig deletes a mesh and a zone whose
+// kubeconfig Secret is gone: both go, with Events naming what is left
+// behind in the zone's cluster.
+func TestDeletionWithoutKubeconfig(t *testing.T) {
+	beta := env.Zones["beta"]
+	secret := &corev1.Secret{}
+	if err := env.Management.Client.Get(testCtx, client.ObjectKey{Namespace: testenv.OperatorNamespace, Name: testenv.KubeconfigSecretName("beta")}, secret); err != nil {
+		t.Fatal(err)
+	}
+	copied := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testenv.OperatorNamespace, Name: "orphan-kubeconfig"},
+		Data:       secret.Data,
+	}
+	if err := env.Management.Client.Create(testCtx, copied); err != nil {
+		t.Fatal(err)
+	}
+	orphanEndpoint := startZoneEndpoint(t, "orphan.fed")
+	writeBundleConfigMapIn(t, beta, "spire-orphan", orphanEndpoint.bootstrapPEM())
+	orphan := newZoneAt("orphan", "orphan.fed", "orphan-kubeconfig", orphanEndpoint.server.URL)
+	orphan.Spec.Spire.Namespace = "spire-orphan"
+	orphan.Spec.Spire.ClassName = "spire-orphan-spire"
+	createZone(t, orphan)
+	waitForZoneCondition(t, "orphan", ready, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded)
+	peer := startFederationZone(t, "orphan-peer", "alpha")
+	mesh := &spirefedv1alpha1.FederationMesh{
+		ObjectMeta: metav1.ObjectMeta{Name: "orphanmesh"},
+		Spec: spirefedv1alpha1.FederationMeshSpec{
+			Zones:    spirefedv1alpha1.ZoneSelection{Names: []string{"orphan", peer.name}},
+			Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
+		},
+	}
+	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
+		t.Fatal(err)
+	}
+	waitForMeshCondition(t, "orphanmesh", spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
+	left := ownedFederatedTrustDomains(t, beta, "orphan")
+	if len(left) != 1 {
+		t.Fatalf("ClusterFederatedTrustDomains in the zone: %v", left)
+	}
+
+	if err := env.Management.Client.Delete(testCtx, copied); err != nil {
+		t.Fatal(err)
+	}
+	waitForZoneCondition(t, "orphan", reachable, metav1.ConditionFalse, spirefedv1alpha1.ReasonSecretNotFound)
+	if err := env.Management.Client.Delete(testCtx, mesh); err != nil {
+		t.Fatal(err)
+	}
+	waitForDeletion(t, mesh)
+	waitForEvent(t, "orphanmesh", "ObjectsLeftBehind", "Zone orphan")
+	deleteZone(t, "orphan")
+	waitForEvent(t, "orphan", "ObjectsLeftBehind", "spirefed.io/zone=orphan")
+	if got := ownedFederatedTrustDomains(t, beta, "orphan"); !slices.Equal(got, left) {
+		t.Errorf("the objects left behind were touched: %v, before %v", got, left)
+	}
+}
+
+// ownedFederatedTrustDomains lists, with their resourceVersions, the
+// ClusterFederatedTrustDomains the operator wrote in a cluster for a zone.
+func ownedFederatedTrustDomains(t *testing.T, cluster *testenv.Cluster, zoneName string) []string {
+	t.Helper()
+	var cftds spirev1alpha1.ClusterFederatedTrustDomainList
+	if err := cluster.Client.List(testCtx, &cftds, client.MatchingLabels{plan.LabelZone: zoneName}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, cftd := range cftds.Items {
+		names = append(names, cftd.Name+"@"+cftd.ResourceVersion)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// annotate sets an annotation on a zone.
+func annotate(t *testing.T, name, key, value string) {
+	t.Helper()
+	zone := getZone(t, name)
+	patch := client.MergeFrom(zone.DeepCopy())
+	if zone.Annotations == nil {
+		zone.Annotations = map[string]string{}
+	}
+	zone.Annotations[key] = value
+	if err := env.Management.Client.Patch(testCtx, zone, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitForEvent waits for an Event about the named object with the reason
+// and a note containing notePart.
+func waitForEvent(t *testing.T, name, reason, notePart string) {
+	t.Helper()
+	deadline := testDeadline(30)
+	var seen []string
+	for {
+		var list eventsv1.EventList
+		if err := env.Management.Client.List(testCtx, &list); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		seen = seen[:0]
+		for _, event := range list.Items {
+			if event.Regarding.Name == name && event.Reason == reason {
+				if strings.Contains(event.Note, notePart) {
+					return
+				}
+				seen = append(seen, event.Note)
+			}
+		}
+		if deadline() {
+			t.Fatalf("no %s Event for %s containing %q; seen: %q", reason, name, notePart, seen)
+		}
+	}
+}
