@@ -38,7 +38,7 @@ type spireZone struct {
 	name    string
 	cluster *testenv.Cluster
 	server  *testenv.SpireServer
-	agent  *testenv.SpireAgent
+	agent   *testenv.SpireAgent
 }
 
 // startSpireZone starts SPIRE for a zone in a cluster, with the operator
