@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/controllers"
@@ -42,6 +41,12 @@ type Options struct {
 	MinFetchInterval   time.Duration
 	SpireRefresh       time.Duration
 	HelmTimeout        time.Duration
+
+	// MetricsSecure serves metrics over HTTPS to authorized clients only
+	// (see MetricsServerOptions); MetricsCertDir holds tls.crt and tls.key.
+	MetricsSecure  bool
+	MetricsCertDir string
+	EnableHTTP2    bool
 }
 
 // NewScheme knows core types, the operator's API and spire-controller-manager's.
@@ -59,7 +64,7 @@ func Run(ctx context.Context, config *rest.Config, opts Options) error {
 	scheme := NewScheme()
 	mgr, err := ctrl.NewManager(config, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Metrics:                 MetricsServerOptions(opts),
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		LeaderElection:          opts.LeaderElect,
 		LeaderElectionID:        "spire-federation-operator.spirefed.io",
