@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -27,11 +26,7 @@ import (
 // spirefed-system; it returns the objects by "Kind/name".
 func renderChart(t *testing.T, values map[string]any) (map[string]*unstructured.Unstructured, error) {
 	t.Helper()
-	repo, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	operatorChart, err := loader.Load(filepath.Join(repo, "charts", "spire-federation-operator"))
+	operatorChart, err := testenv.OperatorChart()
 	if err != nil {
 		t.Fatal(err)
 	}
