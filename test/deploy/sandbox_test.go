@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -45,8 +46,8 @@ type sandboxSpec struct {
 }
 
 // sandboxCommand returns a command that runs spec in a private mount
-// namespace when the machine allows it (root); ok is false otherwise, and
-// why says what could not be done.
+// namespace when the machine allows it (root); otherwise it returns no
+// command, and why says what could not be done.
 func sandboxCommand(spec sandboxSpec) (cmd *exec.Cmd, why string, err error) {
 	if os.Geteuid() != 0 {
 		return nil, "not root: no mount namespace, read-only root or user switch", nil
@@ -91,6 +92,10 @@ func runSandbox(encoded string) error {
 	}
 	if err := syscall.Mount("", root, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
 		return fmt.Errorf("making the root file system read-only: %w", err)
+	}
+	// Even root may not write there now.
+	if err := os.WriteFile(filepath.Join(root, ".probe"), nil, 0o600); !errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("the root file system is not read-only: writing to it gave %v", err)
 	}
 	if err := syscall.Mount("proc", filepath.Join(root, "proc"), "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mounting /proc: %w", err)
