@@ -44,6 +44,7 @@ tools: ## Build every tool the tests and the lab need (a warm run rebuilds nothi
 .PHONY: test
 test: tools generate manifests fmt vet ## Run all tests against real API servers and components.
 	go test $(GO_TEST_FLAGS) ./...
+	go -C hack/image vet ./... && go -C hack/image test ./...
 
 .PHONY: demo
 demo: tools ## Run the local multi-zone lab (broker.example and stockmarket.example) until Ctrl-C.

@@ -104,17 +104,29 @@ func build(o options) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("reading CA certificates: %w", err)
 	}
+	img, err := assemble(o, binaryData, caData)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return digest, writeArchive(o, img)
+}
 
+// assemble makes the image from the binary and the CA certificates.
+func assemble(o options, binaryData, caData []byte) (v1.Image, error) {
 	created := time.Unix(o.epoch, 0).UTC()
 	layerTar, err := rootFS(created, binaryData, caData)
 	if err != nil {
-		return v1.Hash{}, err
+		return nil, err
 	}
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
 	}, tarball.WithMediaType(types.OCILayer))
 	if err != nil {
-		return v1.Hash{}, fmt.Errorf("creating the layer: %w", err)
+		return nil, fmt.Errorf("creating the layer: %w", err)
 	}
 	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
@@ -124,7 +136,7 @@ func build(o options) (v1.Hash, error) {
 		MediaType: types.OCILayer,
 	})
 	if err != nil {
-		return v1.Hash{}, err
+		return nil, err
 	}
 	labels := map[string]string{
 		"org.opencontainers.image.source":   o.source,
@@ -135,7 +147,7 @@ func build(o options) (v1.Hash, error) {
 	}
 	configFile, err := img.ConfigFile()
 	if err != nil {
-		return v1.Hash{}, err
+		return nil, err
 	}
 	configFile = configFile.DeepCopy()
 	configFile.Created = v1.Time{Time: created}
@@ -147,13 +159,9 @@ func build(o options) (v1.Hash, error) {
 		Labels:     labels,
 	}
 	if img, err = mutate.ConfigFile(img, configFile); err != nil {
-		return v1.Hash{}, err
+		return nil, err
 	}
-	digest, err := img.Digest()
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	return digest, writeArchive(o, img)
+	return img, nil
 }
 
 // rootFS is the layer: entries sorted by path, owned by root except the
