@@ -5,6 +5,10 @@
 // only the chart's emptyDirs writable, user 65532), reaching the management
 // API server with its ServiceAccount's token and nothing more than the
 // chart's RBAC. Two replicas run with leader election.
+//
+// Where no sandbox can be made (not root), or SPIREFED_TEST_NO_SANDBOX is
+// set, the same binary runs directly with the same arguments, the token in
+// a kubeconfig and the volumes as host folders, and the test says so.
 package deploy_test
 
 import (
