@@ -87,8 +87,21 @@ func TestChartValuesSchema(t *testing.T) {
 			t.Errorf("%s: install not refused by the schema: %v", name, err)
 		}
 	}
-	if _, err := renderChart(t, nil); err != nil {
-		t.Errorf("default values: %v", err)
+	for name, values := range map[string]map[string]any{
+		"defaults":                nil,
+		"metrics off":             {"metrics": map[string]any{"enabled": false}, "networkPolicy": map[string]any{"enabled": true}},
+		"plain HTTP metrics":      {"metrics": map[string]any{"secure": false, "service": map[string]any{"enabled": false}}},
+		"existing ServiceAccount": {"serviceAccount": map[string]any{"create": false, "name": "mine"}},
+		"no PodDisruptionBudget":  {"podDisruptionBudget": map[string]any{"enabled": false}, "leaderElection": map[string]any{"enabled": false}},
+	} {
+		objects, err := renderChart(t, values)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if deployment := deploymentOf(t, objects); name == "existing ServiceAccount" && deployment.Spec.Template.Spec.ServiceAccountName != "mine" {
+			t.Errorf("%s: the pod runs as %q", name, deployment.Spec.Template.Spec.ServiceAccountName)
+		}
 	}
 }
 
