@@ -16,6 +16,9 @@ func main() {
 	opts := operator.DefaultOptions()
 	var zapOptions zap.Options
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", opts.MetricsAddr, "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.BoolVar(&opts.MetricsSecure, "metrics-secure", opts.MetricsSecure, "Serve metrics over HTTPS, only to clients whose token the API server authenticates and authorizes for GET /metrics; false serves plain HTTP to anyone.")
+	flag.StringVar(&opts.MetricsCertDir, "metrics-cert-path", opts.MetricsCertDir, "Folder holding the metrics endpoint's tls.crt and tls.key (reloaded when they change); empty uses a self-signed certificate.")
+	flag.BoolVar(&opts.EnableHTTP2, "enable-http2", opts.EnableHTTP2, "Allow HTTP/2 on the metrics endpoint (off: HTTP/2 Rapid Reset and Stream Cancellation).")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", opts.ProbeAddr, "Address the health and readiness probes bind to.")
 	flag.BoolVar(&opts.LeaderElect, "leader-elect", opts.LeaderElect, "Elect a leader, so that only one replica reconciles at a time.")
 	flag.StringVar(&opts.Namespace, "namespace", opts.Namespace, "Namespace of the zones' kubeconfig Secrets (and of the leader election lease).")

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -17,7 +16,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -151,10 +149,8 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if !mesh.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, mesh)
 	}
-	if controllerutil.AddFinalizer(mesh, spirefedv1alpha1.MeshFinalizer) {
-		if err := r.Update(ctx, mesh); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer to mesh %s: %w", mesh.Name, err)
-		}
+	if err := addFinalizer(ctx, r.Client, mesh, spirefedv1alpha1.MeshFinalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 	before := mesh.DeepCopy()
 	defer func() { retErr = errors.Join(retErr, r.writeStatus(ctx, before, mesh)) }()

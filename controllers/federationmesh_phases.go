@@ -248,9 +248,8 @@ func (r *FederationMeshReconciler) reconcileDelete(ctx context.Context, mesh *sp
 		}
 		return ctrl.Result{RequeueAfter: meshSettleInterval}, nil
 	}
-	controllerutil.RemoveFinalizer(mesh, spirefedv1alpha1.MeshFinalizer)
-	if err := r.Update(ctx, mesh); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	if err := removeFinalizer(ctx, r.Client, mesh, spirefedv1alpha1.MeshFinalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 	metrics.ForgetMesh(mesh.Name)
 	r.refreshes.forget(mesh.Name)

@@ -131,10 +131,8 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if !zone.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, zone)
 	}
-	if controllerutil.AddFinalizer(zone, spirefedv1alpha1.ZoneFinalizer) {
-		if err := r.Update(ctx, zone); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer to zone %s: %w", zone.Name, err)
-		}
+	if err := addFinalizer(ctx, r.Client, zone, spirefedv1alpha1.ZoneFinalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 	before := zone.DeepCopy()
 	defer func() { retErr = errors.Join(retErr, r.writeStatus(ctx, before, zone)) }()
@@ -222,11 +220,7 @@ func (r *ZoneTrustDomainReconciler) reconcileDelete(ctx context.Context, zone *s
 // release removes the zone's finalizer.
 func (r *ZoneTrustDomainReconciler) release(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (ctrl.Result, error) {
 	r.Zones.Forget(zones.KeyOf(zone))
-	controllerutil.RemoveFinalizer(zone, spirefedv1alpha1.ZoneFinalizer)
-	if err := r.Update(ctx, zone); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, zone, spirefedv1alpha1.ZoneFinalizer)
 }
 
 // secretGone says whether a connection failed because the zone's

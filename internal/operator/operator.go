@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/spirefed/spire-federation-operator/controllers"
 	"github.com/spirefed/spire-federation-operator/internal/apply"
@@ -36,8 +35,13 @@ const FieldManager = apply.FieldManager
 // field passed to Run or Setup takes its default.
 type Options struct {
 	MetricsAddr string
-	ProbeAddr   string
-	LeaderElect bool
+	// MetricsSecure serves metrics over HTTPS to authorized clients only
+	// (see MetricsServerOptions); MetricsCertDir holds tls.crt and tls.key.
+	MetricsSecure  bool
+	MetricsCertDir string
+	EnableHTTP2    bool
+	ProbeAddr      string
+	LeaderElect    bool
 	// Namespace of the zones' kubeconfig Secrets, chart ConfigMaps and the
 	// leader election lease.
 	Namespace string
@@ -86,6 +90,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		MetricsAddr:          ":8080",
+		MetricsSecure:        true,
 		ProbeAddr:            ":8081",
 		Namespace:            "spirefed-system",
 		ZoneProbeInterval:    10 * time.Second,
@@ -152,11 +157,14 @@ func ManagerOptions(opts Options) ctrl.Options {
 	opts = opts.withDefaults()
 	return ctrl.Options{
 		Scheme:                  scheme.New(),
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Metrics:                 MetricsServerOptions(opts),
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		LeaderElection:          opts.LeaderElect,
 		LeaderElectionID:        "spire-federation-operator.spirefed.io",
 		LeaderElectionNamespace: opts.Namespace,
+		// A replica that stops hands over at once instead of after the
+		// lease expires.
+		LeaderElectionReleaseOnCancel: true,
 		Cache: cache.Options{
 			// Kubeconfig Secrets live in the operator's namespace: cache
 			// (and be allowed to read) no other Secret.

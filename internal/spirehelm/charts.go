@@ -5,12 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
+	"sigs.k8s.io/yaml"
 )
 
 // Size bounds of what is read from a chart source.
@@ -161,23 +161,55 @@ func (s *ChartSource) downloadHTTP(ctx context.Context, ref ChartRef) ([]byte, e
 	return data, nil
 }
 
-// parseIndex parses an index.yaml the way Helm does (validation, sorting);
-// Helm parses only from files.
+// parseIndex parses an index.yaml the way Helm's repo.LoadIndexFile does
+// (JSON or strict YAML, invalid entries skipped, versions sorted), from
+// memory: Helm parses only from files, and the operator's root file system
+// is read-only.
 func parseIndex(data []byte) (*repo.IndexFile, error) {
-	dir, err := os.MkdirTemp("", "spirefed-index-")
+	index := &repo.IndexFile{}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("parsing the repository index: %w", repo.ErrEmptyIndexYaml)
+	}
+	var err error
+	if json.Valid(data) {
+		err = json.Unmarshal(data, index)
+	} else {
+		err = yaml.UnmarshalStrict(data, index)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("parsing the repository index: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "index.yaml")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return nil, fmt.Errorf("parsing the repository index: %w", err)
+	for name, versions := range index.Entries {
+		valid := versions[:0]
+		for _, version := range versions {
+			if version == nil {
+				continue
+			}
+			if version.Metadata == nil {
+				version.Metadata = &chart.Metadata{}
+			}
+			if version.APIVersion == "" {
+				version.APIVersion = chart.APIVersionV1
+			}
+			if err := version.Validate(); err != nil && !skippableValidationError(err) {
+				continue
+			}
+			valid = append(valid, version)
+		}
+		index.Entries[name] = valid
 	}
-	index, err := repo.LoadIndexFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("parsing the repository index: %w", err)
+	index.SortEntries()
+	if index.APIVersion == "" {
+		return nil, fmt.Errorf("parsing the repository index: %w", repo.ErrNoAPIVersion)
 	}
 	return index, nil
+}
+
+// skippableValidationError is Helm's exception when loading an index: some
+// repositories strip dependency aliases (helm/helm#12748).
+func skippableValidationError(err error) bool {
+	var validation chart.ValidationError
+	return errors.As(err, &validation) && strings.HasPrefix(validation.Error(), "validation: more than one dependency with name or alias")
 }
 
 // get reads a URL's body, refusing non-200 answers and bodies over limit.

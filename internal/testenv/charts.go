@@ -5,8 +5,9 @@ import (
 	"net/http/httptest"
 )
 
-// ServeCharts serves the shared SPIRE charts as a Helm repository over
-// loopback HTTP; its URL is the repository URL. Close it when done.
+// ServeCharts serves the SPIRE charts of the test data (SharedChartsDir)
+// as a Helm repository over loopback HTTP; its URL is the repository URL.
+// Close it when done.
 func ServeCharts() (*httptest.Server, error) {
 	dir, err := SharedChartsDir()
 	if err != nil {

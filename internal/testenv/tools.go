@@ -75,14 +75,15 @@ func Tool(name string) (string, error) {
 	return path, nil
 }
 
-// SharedChartsDir is the folder of the upstream SPIRE charts kept beside the
-// project (../shared/charts), a Helm repository with its index.yaml.
+// SharedChartsDir is the folder of the upstream SPIRE chart packages the
+// tests use, kept in the repository as test data (test/testdata/charts): a
+// Helm repository with its index.yaml.
 func SharedChartsDir() (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(filepath.Dir(root), "shared", "charts")
+	dir := filepath.Join(root, "test", "testdata", "charts")
 	if _, err := os.Stat(filepath.Join(dir, "index.yaml")); err != nil {
 		return "", fmt.Errorf("the upstream SPIRE charts are expected in %s: %w", dir, err)
 	}

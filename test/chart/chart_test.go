@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -27,11 +26,7 @@ func TestOperatorChart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	env := testenv.StartForTest(ctx, t, testenv.Options{})
-	repo, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	operatorChart, err := loader.Load(filepath.Join(repo, "charts", "spire-federation-operator"))
+	operatorChart, err := testenv.OperatorChart()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +42,10 @@ func TestOperatorChart(t *testing.T) {
 	}
 
 	generated := map[string][]rbacv1.PolicyRule{}
+	repo, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	roleYAML, err := os.ReadFile(filepath.Join(repo, "config", "rbac", "role.yaml"))
 	if err != nil {
 		t.Fatal(err)
