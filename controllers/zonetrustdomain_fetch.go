@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,7 +29,10 @@ import (
 // when the bundle package's rules accept it. It returns when to look again.
 func (r *ZoneTrustDomainReconciler) reconcileFetch(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, bootstrapAuthorities []*x509.Certificate) (time.Duration, error) {
 	interval := r.FetchSchedule.Interval(zone.Spec.BundleEndpoint.RefreshHint, zone.Status.Bundle)
-	zone.Status.FetchInterval = &metav1.Duration{Duration: interval}
+	defer func() {
+		// What the bundle now in status asks for, once this pass is done.
+		zone.Status.FetchInterval = &metav1.Duration{Duration: r.FetchSchedule.Interval(zone.Spec.BundleEndpoint.RefreshHint, zone.Status.Bundle)}
+	}()
 	endpoint, err := endpointOf(zone)
 	if err != nil {
 		r.setFetched(zone, metav1.ConditionFalse, spirefedv1alpha1.ReasonBadResponse, err.Error())
@@ -45,11 +49,11 @@ func (r *ZoneTrustDomainReconciler) reconcileFetch(ctx context.Context, zone *sp
 	}
 	inputs := fetchInputs(zone, bootstrapAuthorities)
 	now := r.Clock.Now()
-	if due, wait := r.fetches.Check(zone.Name, inputs, now); !due {
+	if due, wait := r.fetches.Check(zone.Name, inputs, fetchOutcome(zone), now); !due {
 		return wait, nil
 	}
 	next := r.fetch(ctx, zone, endpoint, trust, interval)
-	r.fetches.Record(zone.Name, inputs, now, next)
+	r.fetches.Record(zone.Name, inputs, fetchOutcome(zone), now, next)
 	return next, nil
 }
 
@@ -123,6 +127,22 @@ func fetchInputs(zone *spirefedv1alpha1.ZoneTrustDomain, bootstrapAuthorities []
 
 // setFetched sets BundleFetched, and lastFetch when the result changed: a
 // fetch like the last one writes nothing.
+// fetchOutcome is what a zone's status shows of its last fetch: the
+// BundleFetched condition and the accepted bundle. A read of the zone that
+// does not show the outcome recorded with the last fetch (the cache lags a
+// status write, or the write was lost) makes a fetch due again, so that the
+// status written is never computed without it.
+func fetchOutcome(zone *spirefedv1alpha1.ZoneTrustDomain) string {
+	outcome := ""
+	if condition := meta.FindStatusCondition(zone.Status.Conditions, spirefedv1alpha1.BundleFetchedCondition); condition != nil {
+		outcome = string(condition.Status) + "/" + condition.Reason + "/" + condition.Message
+	}
+	if zone.Status.Bundle != nil {
+		outcome += "|" + zone.Status.Bundle.Digest
+	}
+	return outcome
+}
+
 func (r *ZoneTrustDomainReconciler) setFetched(zone *spirefedv1alpha1.ZoneTrustDomain, conditionStatus metav1.ConditionStatus, reason, message string) {
 	r.setCondition(zone, spirefedv1alpha1.BundleFetchedCondition, conditionStatus, reason, message)
 	if zone.Status.LastFetch == nil || zone.Status.LastFetch.Result != reason {

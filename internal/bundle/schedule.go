@@ -65,38 +65,41 @@ func jitter(interval time.Duration) time.Duration {
 // that a reconcile caused by something else (a health probe, a resync)
 // does not fetch again early. A zone is due when it was never fetched,
 // when what authenticates its endpoint changed (the zone's spec, or its
-// bootstrap authorities), or when its time has come.
+// bootstrap authorities), when the zone's status does not show the outcome
+// of the last fetch (a stale read, or a status write that was lost), or
+// when its time has come.
 type Due struct {
 	mu    sync.Mutex
 	zones map[string]dueEntry
 }
 
 type dueEntry struct {
-	inputs string
-	next   time.Time
+	inputs, outcome string
+	next            time.Time
 }
 
 // Check says whether a zone's endpoint is to be fetched now, and if not,
-// how long until it is. inputs identifies what the fetch depends on.
-func (d *Due) Check(zone, inputs string, now time.Time) (bool, time.Duration) {
+// how long until it is. inputs identifies what the fetch depends on;
+// outcome is what the zone's status shows of the last fetch.
+func (d *Due) Check(zone, inputs, outcome string, now time.Time) (bool, time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	entry, known := d.zones[zone]
-	if !known || entry.inputs != inputs || !now.Before(entry.next) {
+	if !known || entry.inputs != inputs || entry.outcome != outcome || !now.Before(entry.next) {
 		return true, 0
 	}
 	return false, entry.next.Sub(now)
 }
 
-// Record notes a fetch (or a decision not to fetch yet) and when the next
-// one is due.
-func (d *Due) Record(zone, inputs string, now time.Time, after time.Duration) {
+// Record notes a fetch, the outcome status now shows of it, and when the
+// next one is due.
+func (d *Due) Record(zone, inputs, outcome string, now time.Time, after time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.zones == nil {
 		d.zones = map[string]dueEntry{}
 	}
-	d.zones[zone] = dueEntry{inputs: inputs, next: now.Add(after)}
+	d.zones[zone] = dueEntry{inputs: inputs, outcome: outcome, next: now.Add(after)}
 }
 
 // Forget drops a deleted zone.

@@ -53,21 +53,24 @@ func TestDue(t *testing.T) {
 	t.Parallel()
 	var due Due
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if ok, _ := due.Check("z", "in", now); !ok {
+	if ok, _ := due.Check("z", "in", "out", now); !ok {
 		t.Error("a zone never fetched is not due")
 	}
-	due.Record("z", "in", now, time.Minute)
-	if ok, wait := due.Check("z", "in", now.Add(10*time.Second)); ok || wait != 50*time.Second {
+	due.Record("z", "in", "out", now, time.Minute)
+	if ok, wait := due.Check("z", "in", "out", now.Add(10*time.Second)); ok || wait != 50*time.Second {
 		t.Errorf("Check before the time = %v, %s", ok, wait)
 	}
-	if ok, _ := due.Check("z", "other inputs", now.Add(10*time.Second)); !ok {
+	if ok, _ := due.Check("z", "other inputs", "out", now.Add(10*time.Second)); !ok {
 		t.Error("changed inputs are not due at once")
 	}
-	if ok, _ := due.Check("z", "in", now.Add(time.Minute)); !ok {
+	if ok, _ := due.Check("z", "in", "stale status", now.Add(10*time.Second)); !ok {
+		t.Error("a status that does not show the last outcome is not due at once")
+	}
+	if ok, _ := due.Check("z", "in", "out", now.Add(time.Minute)); !ok {
 		t.Error("not due when its time came")
 	}
 	due.Forget("z")
-	if ok, _ := due.Check("z", "in", now); !ok {
+	if ok, _ := due.Check("z", "in", "out", now); !ok {
 		t.Error("a forgotten zone is not due")
 	}
 }
