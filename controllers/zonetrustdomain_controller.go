@@ -298,7 +298,7 @@ func (r *ZoneTrustDomainReconciler) reconcileBootstrap(ctx context.Context, zone
 			spirefedv1alpha1.ReasonBundleNotFound, fmt.Sprintf("ConfigMap %s/%s has no key %q", selector.Namespace, selector.Name, selector.Key))
 		return nil, nil
 	}
-	parsed, err := bundle.ParseX509Authorities(zone.Spec.TrustDomain, []byte(pemData))
+	parsed, _, err := bundle.ParseX509Authorities(zone.Spec.TrustDomain, []byte(pemData), bundle.Checks{})
 	if err != nil {
 		setCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse,
 			spirefedv1alpha1.ReasonBundleInvalid, fmt.Sprintf("ConfigMap %s/%s key %q: %v; the last good authorities are kept", selector.Namespace, selector.Name, selector.Key, err))

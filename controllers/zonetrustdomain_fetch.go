@@ -77,7 +77,7 @@ func (r *ZoneTrustDomainReconciler) reconcileFetch(ctx context.Context, zone *sp
 		return retry, nil
 	}
 
-	fetched, err := r.Fetcher.Fetch(ctx, endpoint, trust)
+	fetched, _, err := r.Fetcher.Fetch(ctx, endpoint, trust)
 	if err != nil {
 		reason := fetchFailureReason(err)
 		r.setFetched(zone, metav1.ConditionFalse, reason, fmt.Sprintf("Fetching %s: %v; peers keep the last good bundle", endpoint.URL, err))

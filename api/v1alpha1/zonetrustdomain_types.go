@@ -10,10 +10,12 @@ import (
 // zone publishes its trust bundle.
 type ZoneTrustDomainSpec struct {
 	// TrustDomain is the zone's SPIFFE trust domain name, e.g. "broker.example".
-	// It is canonical (lowercase letters, digits, '.', '-', '_') and immutable.
+	// It is canonical, as the SPIFFE specification has it: lowercase
+	// letters, digits, '-' and '_' in labels separated by single dots (no
+	// empty label), at most 255 characters; and immutable.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
-	// +kubebuilder:validation:Pattern=`^[a-z0-9._-]+$`
+	// +kubebuilder:validation:Pattern=`^[a-z0-9_-]+(\.[a-z0-9_-]+)*$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="trustDomain is immutable"
 	TrustDomain string `json:"trustDomain"`
 
@@ -298,7 +300,7 @@ type BundleEndpoint struct {
 	// EndpointSPIFFEID is the SPIFFE ID the https_spiffe endpoint presents.
 	// Defaults to spiffe://<trustDomain>/spire/server.
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:Pattern=`^spiffe://[a-z0-9._-]+(/[a-zA-Z0-9._-]+)+$`
+	// +kubebuilder:validation:Pattern=`^spiffe://[a-z0-9_-]+(\.[a-z0-9_-]+)*(/[a-zA-Z0-9._-]+)+$`
 	// +optional
 	EndpointSPIFFEID string `json:"endpointSPIFFEID,omitempty"`
 
