@@ -35,8 +35,25 @@ tools: ## Build every tool the tests and the lab need (a warm run rebuilds nothi
 	$(TOOLS)
 
 .PHONY: test
-test: tools generate manifests fmt vet ## Run all tests against real API servers and components.
+test: tools generate manifests fmt vet ## Run all tests against real API servers and components, then a short run of each fuzz target.
 	go test $(GO_TEST_FLAGS) ./...
+	go test ./internal/bundle -run '^$$' -fuzz '^FuzzParseSPIFFE$$' -fuzztime $(FUZZTIME_SHORT)
+	go test ./internal/bundle -run '^$$' -fuzz '^FuzzParseX509Authorities$$' -fuzztime $(FUZZTIME_SHORT)
+	go test ./internal/bundle -run '^$$' -fuzz '^FuzzCheckRedirect$$' -fuzztime $(FUZZTIME_SHORT)
+	go test ./internal/bundle -run '^$$' -fuzz '^FuzzValidTrustDomain$$' -fuzztime $(FUZZTIME_SHORT)
+	go test ./internal/zones -run '^$$' -fuzz '^FuzzRestConfigFromKubeconfig$$' -fuzztime $(FUZZTIME_SHORT)
+
+# Fuzzing: each target of outside input (one -fuzz target per go test).
+FUZZTIME ?= 30s
+FUZZTIME_SHORT ?= 8s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s); new failing inputs land in testdata/fuzz.
+	go test ./internal/bundle -run '^$$' -fuzz '^FuzzParseSPIFFE$$' -fuzztime $(FUZZTIME)
+	go test ./internal/bundle -run '^$$' -fuzz '^FuzzParseX509Authorities$$' -fuzztime $(FUZZTIME)
+	go test ./internal/bundle -run '^$$' -fuzz '^FuzzCheckRedirect$$' -fuzztime $(FUZZTIME)
+	go test ./internal/bundle -run '^$$' -fuzz '^FuzzValidTrustDomain$$' -fuzztime $(FUZZTIME)
+	go test ./internal/zones -run '^$$' -fuzz '^FuzzRestConfigFromKubeconfig$$' -fuzztime $(FUZZTIME)
 
 .PHONY: demo
 demo: tools ## Run the local multi-zone lab (broker.example and stockmarket.example) until Ctrl-C.
