@@ -45,7 +45,7 @@ test: tools generate manifests fmt vet ## Run all tests against real API servers
 
 # Fuzzing: each target of outside input (one -fuzz target per go test).
 FUZZTIME ?= 30s
-FUZZTIME_SHORT ?= 8s
+FUZZTIME_SHORT ?= 6s
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s); new failing inputs land in testdata/fuzz.
