@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -40,4 +41,31 @@ func FuzzCheckRedirect(f *testing.F) {
 			t.Fatalf("followed hop %d to %q (%+v)", hops, target, next.URL)
 		}
 	})
+}
+
+func TestCheckRedirect(t *testing.T) {
+	t.Parallel()
+	for target, want := range map[string]string{
+		"https://bundle.zone1.example:8443/b":  "",
+		"http://bundle.zone1.example/":         "not https",
+		"https://user:pw@bundle.zone1.example": "carries user information",
+		"https:///bundle":                      "no host",
+		"https://:8443/bundle":                 "no host",
+	} {
+		next, err := http.NewRequest(http.MethodGet, target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkRedirect(next, make([]*http.Request, 1), 3)
+		if (want == "") != (err == nil) || err != nil && (!errors.Is(err, ErrResponse) || !strings.Contains(err.Error(), want)) {
+			t.Errorf("redirect to %s: %v, want %q", target, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+	next, _ := http.NewRequest(http.MethodGet, "https://bundle.zone1.example/", nil)
+	if err := checkRedirect(next, make([]*http.Request, 4), 3); err == nil || !strings.Contains(err.Error(), "more than 3 redirects") {
+		t.Errorf("fourth redirect: %v", err)
+	}
 }
