@@ -173,6 +173,7 @@ func TestParseX509AuthoritiesValidation(t *testing.T) {
 		{name: "at the limit", input: testenv.PEM(tooMany[:bundle.MaxX509Authorities]...), wantKept: many[:1]},
 		{name: "larger than allowed", input: make([]byte, bundle.MaxBundleBytes+1), wantErr: "larger than"},
 		{name: "empty", wantErr: "no X.509 authority"},
+		{name: "garbage in a CERTIFICATE block", input: []byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"), wantErr: "cannot parse certificate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,7 +77,7 @@ func parsePEMCertificates(pemData []byte) ([]*x509.Certificate, error) {
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("PEM block %d: %v", blocks, err)
+			return nil, fmt.Errorf("PEM block %d: cannot parse certificate: %v", blocks, err)
 		}
 		if fingerprint := Fingerprint(cert); !seen[fingerprint] {
 			seen[fingerprint] = true
