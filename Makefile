@@ -42,9 +42,10 @@ tools: ## Build every tool the tests and the lab need (a warm run rebuilds nothi
 	$(TOOLS)
 
 .PHONY: test
-test: tools generate manifests fmt vet ## Run all tests against real API servers and components.
+test: tools generate manifests fmt vet ## Run all tests against real API servers and components, then a short run of each fuzz target.
 	go test $(GO_TEST_FLAGS) ./...
 	go -C hack/image vet ./... && go -C hack/image test ./...
+	$(call run-fuzz,$(FUZZTIME_SHORT))
 
 # Packages whose tests start no process (no API server, no SPIRE): the pure
 # planner, mesh status, diff, schedule and parsers, and the in-process Helm
@@ -55,6 +56,25 @@ UNIT_PACKAGES := ./internal/apply/... ./internal/bundle/... ./internal/mesh/... 
 .PHONY: test-unit
 test-unit: fmt vet ## Run only the tests that start no process (seconds, no tools needed).
 	go test $(UNIT_PACKAGES)
+
+# Fuzzing: every parser of outside input, one -fuzz target per go test.
+# Seeds are in testdata/fuzz/<target>; plain go test runs them.
+FUZZ_TARGETS := internal/bundle:FuzzParseSPIFFE internal/bundle:FuzzParseX509Authorities internal/bundle:FuzzCheckRedirect \
+	internal/bundle:FuzzValidTrustDomain internal/zones:FuzzRestConfigFromKubeconfig
+FUZZTIME ?= 30s
+FUZZTIME_SHORT ?= 6s
+
+define run-fuzz
+	@for target in $(FUZZ_TARGETS); do \
+		pkg=$${target%%:*}; name=$${target##*:}; \
+		echo "fuzz: $$name for $(1)"; \
+		go test ./$$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(1) || exit 1; \
+	done
+endef
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s); new failing inputs land in testdata/fuzz.
+	$(call run-fuzz,$(FUZZTIME))
 
 .PHONY: demo
 demo: tools ## Run the local multi-zone lab (broker.example and stockmarket.example) until Ctrl-C.

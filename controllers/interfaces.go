@@ -57,5 +57,6 @@ type SpireReleases interface {
 
 // BundleFetcher fetches bundles from bundle endpoints (bundle.Fetcher).
 type BundleFetcher interface {
-	Fetch(ctx context.Context, endpoint bundle.Endpoint, trust x509bundle.Source) (*spiffebundle.Bundle, error)
+	// Fetch returns the validated bundle and the authorities it left out.
+	Fetch(ctx context.Context, endpoint bundle.Endpoint, trust x509bundle.Source) (*spiffebundle.Bundle, []bundle.Dropped, error)
 }

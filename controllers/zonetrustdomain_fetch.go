@@ -75,7 +75,7 @@ func (r *ZoneTrustDomainReconciler) fetch(ctx context.Context, zone *spirefedv1a
 // fetchAndAccept fetches the zone's bundle and applies the acceptance rules;
 // it returns the BundleFetched reason and message, and when to fetch next.
 func (r *ZoneTrustDomainReconciler) fetchAndAccept(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, endpoint bundle.Endpoint, trust *x509bundle.Bundle, interval time.Duration) (string, string, time.Duration) {
-	fetched, err := r.Fetcher.Fetch(ctx, endpoint, trust)
+	fetched, dropped, err := r.Fetcher.Fetch(ctx, endpoint, trust)
 	if err != nil {
 		return fetchFailureReason(err), fmt.Sprintf("Fetching %s: %v; peers keep the last good bundle", endpoint.URL, err), r.FetchSchedule.AfterFailure(interval)
 	}
@@ -83,13 +83,14 @@ func (r *ZoneTrustDomainReconciler) fetchAndAccept(ctx context.Context, zone *sp
 	if rejection := bundle.CheckSequence(zone.Status.Bundle, fetched, reset); rejection != nil {
 		return rejection.Reason, rejection.Message, r.FetchSchedule.AfterFailure(interval)
 	}
-	accepted, err := bundle.Describe(fetched, spirefedv1alpha1.BundleSourceEndpoint, zone.Status.Bundle, r.Clock.Now())
+	accepted, err := bundle.Describe(fetched, dropped, spirefedv1alpha1.BundleSourceEndpoint, zone.Status.Bundle, r.Clock.Now())
 	if err != nil {
 		return spirefedv1alpha1.ReasonBundleRejected, err.Error(), r.FetchSchedule.AfterFailure(interval)
 	}
 	if reset {
 		r.finishReset(ctx, zone, accepted)
 	}
+	r.warnDropped(zone, zone.Status.Bundle, accepted, endpoint.URL)
 	zone.Status.Bundle = accepted
 	return spirefedv1alpha1.ReasonFetched, fmt.Sprintf("Fetched bundle %s from %s", accepted.Digest[:12], endpoint.URL), r.FetchSchedule.AfterSuccess(fetched, interval)
 }

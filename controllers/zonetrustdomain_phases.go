@@ -106,7 +106,7 @@ func (r *ZoneTrustDomainReconciler) reconcileBootstrap(ctx context.Context, zone
 			fmt.Sprintf("ConfigMap %s/%s has no key %q", selector.Namespace, selector.Name, selector.Key))
 		return nil, nil
 	}
-	parsed, err := bundle.ParseX509Authorities(zone.Spec.TrustDomain, []byte(pemData))
+	parsed, dropped, err := bundle.ParseX509Authorities(zone.Spec.TrustDomain, []byte(pemData), bundle.Checks{Now: r.Clock.Now()})
 	if err != nil {
 		r.setCondition(zone, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleInvalid,
 			fmt.Sprintf("ConfigMap %s/%s key %q: %v; the last good authorities are kept", selector.Namespace, selector.Name, selector.Key, err))
@@ -123,10 +123,11 @@ func (r *ZoneTrustDomainReconciler) reconcileBootstrap(ctx context.Context, zone
 	if zone.Status.Bundle == nil || zone.Status.Bundle.Source == spirefedv1alpha1.BundleSourceConfigMap {
 		// Until the endpoint answers, peers get the bootstrap authorities:
 		// enough for their SPIRE to authenticate the endpoint itself.
-		accepted, err := bundle.Describe(bundle.FromX509(parsed.TrustDomain(), parsed.X509Authorities()), spirefedv1alpha1.BundleSourceConfigMap, zone.Status.Bundle, r.Clock.Now())
+		accepted, err := bundle.Describe(bundle.FromX509(parsed.TrustDomain(), parsed.X509Authorities()), dropped, spirefedv1alpha1.BundleSourceConfigMap, zone.Status.Bundle, r.Clock.Now())
 		if err != nil {
 			return nil, err
 		}
+		r.warnDropped(zone, zone.Status.Bundle, accepted, "ConfigMap "+selector.Namespace+"/"+selector.Name)
 		zone.Status.Bundle = accepted
 	}
 	return parsed.X509Authorities(), nil
@@ -134,4 +135,15 @@ func (r *ZoneTrustDomainReconciler) reconcileBootstrap(ctx context.Context, zone
 
 func (r *ZoneTrustDomainReconciler) setCondition(zone *spirefedv1alpha1.ZoneTrustDomain, conditionType string, conditionStatus metav1.ConditionStatus, reason, message string) {
 	status.SetCondition(&zone.Status.Conditions, zone.Generation, conditionType, conditionStatus, reason, message)
+}
+
+// warnDropped records a warning Event for every authority that the zone
+// publishes but the operator newly leaves out of next, as outside its
+// validity window.
+func (r *ZoneTrustDomainReconciler) warnDropped(zone *spirefedv1alpha1.ZoneTrustDomain, current, next *spirefedv1alpha1.BundleStatus, source string) {
+	for _, authority := range bundle.NewlyDropped(current, next) {
+		r.EventRecorder.Eventf(zone, nil, corev1.EventTypeWarning, "AuthorityDropped", "Validate",
+			"%s publishes X.509 authority %s (sha256 %s), which is left out of the bundle peers get: %s",
+			source, authority.Subject, authority.SHA256Fingerprint, authority.Reason)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
 )
 
@@ -53,6 +54,13 @@ func TestAdmission(t *testing.T) {
 		want  []string
 	}{
 		{"trust domain not canonical", validZone, `trustDomain: Zone1.Example`, []string{"spec.trustDomain", "should match"}},
+		{"trust domain with a trailing dot", validZone, `trustDomain: "a."`, []string{"spec.trustDomain", "should match"}},
+		{"trust domain of dots", validZone, `trustDomain: ".."`, []string{"spec.trustDomain", "should match"}},
+		{"trust domain with an empty label", validZone, `trustDomain: "a..b"`, []string{"spec.trustDomain", "should match"}},
+		{"trust domain with a leading dot", validZone, `trustDomain: ".a"`, []string{"spec.trustDomain", "should match"}},
+		{"trust domain in uppercase", validZone, `trustDomain: ZONE1`, []string{"spec.trustDomain", "should match"}},
+		{"trust domain of 256 characters", validZone, "trustDomain: " + strings.Repeat("a", 256), []string{"spec.trustDomain", "Too long"}},
+		{"endpoint SPIFFE ID with an empty trust domain label", validZone, `bundleEndpoint: {url: "https://b.example", endpointSPIFFEID: "spiffe://zone1..example/spire/server"}`, []string{"spec.bundleEndpoint.endpointSPIFFEID", "should match"}},
 		{"no cluster access", validZone, `cluster: {kubeconfigSecretRef: null}`, []string{"spec.cluster", "set exactly one of cluster.kubeconfigSecretRef and cluster.local: true"}},
 		{"two cluster accesses", validZone, `cluster: {local: true}`, []string{"spec.cluster", "set exactly one of cluster.kubeconfigSecretRef and cluster.local: true"}},
 		{"kubeconfig secret name invalid", validZone, `cluster: {kubeconfigSecretRef: {name: "Bad_Name"}}`, []string{"spec.cluster.kubeconfigSecretRef.name"}},
@@ -104,6 +112,18 @@ func TestAdmission(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("canonical trust domains are admitted", func(t *testing.T) {
+		for _, trustDomain := range []string{"default.zone1", "broker.example", "a_b-c.d", strings.Repeat("a", 255)} {
+			zone := patched(t, validZone, "trustDomain: "+trustDomain)
+			if err := c.Create(ctx, zone, client.DryRunAll); err != nil {
+				t.Errorf("trust domain %q refused: %v", trustDomain, err)
+			}
+			if err := bundle.ValidTrustDomain(trustDomain); err != nil {
+				t.Errorf("admitted trust domain %q refused by bundle.ValidTrustDomain: %v", trustDomain, err)
+			}
+		}
+	})
 
 	t.Run("trust domain is immutable", func(t *testing.T) {
 		zone := patched(t, validZone, `{}`)

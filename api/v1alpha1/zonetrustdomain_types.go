@@ -10,10 +10,12 @@ import (
 // zone publishes its trust bundle.
 type ZoneTrustDomainSpec struct {
 	// TrustDomain is the zone's SPIFFE trust domain name, e.g. "broker.example".
-	// It is canonical (lowercase letters, digits, '.', '-', '_') and immutable.
+	// It is canonical, as the SPIFFE specification has it: lowercase
+	// letters, digits, '-' and '_' in labels separated by single dots (no
+	// empty label), at most 255 characters; and immutable.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
-	// +kubebuilder:validation:Pattern=`^[a-z0-9._-]+$`
+	// +kubebuilder:validation:Pattern=`^[a-z0-9_-]+(\.[a-z0-9_-]+)*$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="trustDomain is immutable"
 	TrustDomain string `json:"trustDomain"`
 
@@ -298,7 +300,7 @@ type BundleEndpoint struct {
 	// EndpointSPIFFEID is the SPIFFE ID the https_spiffe endpoint presents.
 	// Defaults to spiffe://<trustDomain>/spire/server.
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:Pattern=`^spiffe://[a-z0-9._-]+(/[a-zA-Z0-9._-]+)+$`
+	// +kubebuilder:validation:Pattern=`^spiffe://[a-z0-9_-]+(\.[a-z0-9_-]+)*(/[a-zA-Z0-9._-]+)+$`
 	// +optional
 	EndpointSPIFFEID string `json:"endpointSPIFFEID,omitempty"`
 
@@ -494,9 +496,28 @@ type BundleStatus struct {
 	// +optional
 	JWTAuthorityKeyIDs []string `json:"jwtAuthorityKeyIDs,omitempty"`
 
+	// DroppedX509Authorities are authorities the zone published that the
+	// operator left out of this bundle because they are outside their
+	// validity window (expired, or valid only from further ahead than the
+	// clock-skew allowance). Peers do not get them; a SPIRE server that
+	// fetched them itself still counts as holding the current bundle.
+	// +optional
+	DroppedX509Authorities []DroppedAuthority `json:"droppedX509Authorities,omitempty"`
+
 	// LastChangeTime is when the operator last saw the bundle change.
 	// +optional
 	LastChangeTime *metav1.Time `json:"lastChangeTime,omitempty"`
+}
+
+// DroppedAuthority is an authority left out of a bundle, and why.
+type DroppedAuthority struct {
+	// SHA256Fingerprint of the DER certificate, lowercase hex.
+	SHA256Fingerprint string `json:"sha256Fingerprint"`
+	// Subject of the certificate.
+	// +optional
+	Subject string `json:"subject,omitempty"`
+	// Reason, e.g. "expired at 2026-01-02T03:04:05Z".
+	Reason string `json:"reason"`
 }
 
 // FetchStatus is the outcome of bundle endpoint fetches.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,10 +79,28 @@ func newAuthorities(current *spirefedv1alpha1.BundleStatus, fetched *spiffebundl
 	return added
 }
 
+// NewlyDropped lists the dropped authorities of next that current did not
+// drop already: what deserves a warning now.
+func NewlyDropped(current, next *spirefedv1alpha1.BundleStatus) []spirefedv1alpha1.DroppedAuthority {
+	known := map[string]bool{}
+	if current != nil {
+		for _, authority := range current.DroppedX509Authorities {
+			known[authority.SHA256Fingerprint] = true
+		}
+	}
+	var fresh []spirefedv1alpha1.DroppedAuthority
+	for _, authority := range next.DroppedX509Authorities {
+		if !known[authority.SHA256Fingerprint] {
+			fresh = append(fresh, authority)
+		}
+	}
+	return fresh
+}
+
 // Describe builds the status of an accepted bundle: canonical SPIFFE JSON,
 // digest, sequence, hint and authorities. The last change time carries
 // over from current when the content and source are the same.
-func Describe(accepted *spiffebundle.Bundle, source spirefedv1alpha1.BundleSource, current *spirefedv1alpha1.BundleStatus, now time.Time) (*spirefedv1alpha1.BundleStatus, error) {
+func Describe(accepted *spiffebundle.Bundle, dropped []Dropped, source spirefedv1alpha1.BundleSource, current *spirefedv1alpha1.BundleStatus, now time.Time) (*spirefedv1alpha1.BundleStatus, error) {
 	canonical, err := Canonical(accepted)
 	if err != nil {
 		return nil, err
@@ -93,6 +112,13 @@ func Describe(accepted *spiffebundle.Bundle, source spirefedv1alpha1.BundleSourc
 		X509Authorities:    DescribeX509Authorities(accepted.X509Authorities()),
 		JWTAuthorityKeyIDs: JWTKeyIDs(accepted),
 	}
+	for _, authority := range dropped {
+		next.DroppedX509Authorities = append(next.DroppedX509Authorities, spirefedv1alpha1.DroppedAuthority{
+			SHA256Fingerprint: authority.SHA256Fingerprint, Subject: authority.Subject, Reason: authority.Reason})
+	}
+	slices.SortFunc(next.DroppedX509Authorities, func(a, b spirefedv1alpha1.DroppedAuthority) int {
+		return strings.Compare(a.SHA256Fingerprint, b.SHA256Fingerprint)
+	})
 	if sequence, ok := accepted.SequenceNumber(); ok {
 		if sequence > math.MaxInt64 {
 			return nil, fmt.Errorf("bundle sequence %d is out of range", sequence)

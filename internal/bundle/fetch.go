@@ -50,16 +50,22 @@ type Fetcher struct {
 	Timeout time.Duration
 	// MaxRedirects; 3 if zero.
 	MaxRedirects int
+	// Now is the clock that validity is checked against; nil means time.Now.
+	Now func() time.Time
 }
 
-// Fetch GETs the endpoint's bundle and validates it with ParseSPIFFE. For
-// https_spiffe, trust authenticates the server: pass the zone's latest
+// Fetch GETs the endpoint's bundle and validates it with ParseSPIFFE at
+// f.Now; it returns the accepted bundle and the authorities left out of it.
+// For https_spiffe, trust authenticates the server: pass the zone's latest
 // authorities. Errors wrap ErrUnreachable, ErrAuthentication, ErrResponse
 // or ErrInvalid.
-func (f Fetcher) Fetch(ctx context.Context, endpoint Endpoint, trust x509bundle.Source) (*spiffebundle.Bundle, error) {
+func (f Fetcher) Fetch(ctx context.Context, endpoint Endpoint, trust x509bundle.Source) (*spiffebundle.Bundle, []Dropped, error) {
 	target, err := url.Parse(endpoint.URL)
-	if err != nil || target.Scheme != "https" || target.Host == "" || target.User != nil {
-		return nil, fmt.Errorf("%w: %q is not an https URL with a host and no user information", ErrResponse, endpoint.URL)
+	if err == nil {
+		err = checkBundleURL(target)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: endpoint URL: %v", ErrResponse, err)
 	}
 	timeout := f.Timeout
 	if timeout <= 0 {
@@ -72,25 +78,29 @@ func (f Fetcher) Fetch(ctx context.Context, endpoint Endpoint, trust x509bundle.
 	defer client.CloseIdleConnections()
 	request, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrResponse, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrResponse, err)
 	}
 	request.Header.Set("Accept", "application/json")
 	response, err := client.Do(request)
 	if err != nil {
-		return nil, classifyTransportError(err)
+		return nil, nil, classifyTransportError(err)
 	}
 	defer response.Body.Close()
 	if response.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%w: HTTP status %d", ErrResponse, response.StatusCode)
+		return nil, nil, fmt.Errorf("%w: HTTP status %d", ErrResponse, response.StatusCode)
 	}
 	document, err := io.ReadAll(io.LimitReader(response.Body, MaxBundleBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading body: %v", ErrUnreachable, err)
+		return nil, nil, fmt.Errorf("%w: reading body: %v", ErrUnreachable, err)
 	}
 	if len(document) > MaxBundleBytes {
-		return nil, fmt.Errorf("%w: body larger than %d bytes", ErrResponse, MaxBundleBytes)
+		return nil, nil, fmt.Errorf("%w: body larger than %d bytes", ErrResponse, MaxBundleBytes)
 	}
-	return ParseSPIFFE(endpoint.TrustDomain, document)
+	now := time.Now
+	if f.Now != nil {
+		now = f.Now
+	}
+	return ParseSPIFFE(endpoint.TrustDomain, document, Checks{Now: now()})
 }
 
 func (f Fetcher) httpClient(endpoint Endpoint, trust x509bundle.Source, timeout time.Duration) *http.Client {
@@ -118,15 +128,39 @@ func (f Fetcher) httpClient(endpoint Endpoint, trust x509bundle.Source, timeout 
 			ForceAttemptHTTP2:      true,
 		},
 		CheckRedirect: func(next *http.Request, via []*http.Request) error {
-			if len(via) > maxRedirects {
-				return fmt.Errorf("%w: more than %d redirects", ErrResponse, maxRedirects)
-			}
-			if next.URL.Scheme != "https" {
-				return fmt.Errorf("%w: redirect to %s, which is not https", ErrResponse, next.URL.Redacted())
-			}
-			return nil
+			return checkRedirect(next, via, maxRedirects)
 		},
 	}
+}
+
+// checkRedirect is the redirect policy of a fetch: at most maxRedirects
+// hops, each to an https URL with a host and no user information (the same
+// TLS configuration, so the same authentication, applies to every hop).
+func checkRedirect(next *http.Request, via []*http.Request, maxRedirects int) error {
+	if len(via) > maxRedirects {
+		return fmt.Errorf("%w: more than %d redirects", ErrResponse, maxRedirects)
+	}
+	if next == nil || next.URL == nil {
+		return fmt.Errorf("%w: redirect without a URL", ErrResponse)
+	}
+	if err := checkBundleURL(next.URL); err != nil {
+		return fmt.Errorf("%w: redirect to %s: %v", ErrResponse, next.URL.Redacted(), err)
+	}
+	return nil
+}
+
+// checkBundleURL requires an https URL with a host and no user information,
+// for the endpoint and every redirect target alike.
+func checkBundleURL(target *url.URL) error {
+	switch {
+	case target.Scheme != "https":
+		return errors.New("not https")
+	case target.Host == "" || target.Hostname() == "":
+		return errors.New("no host")
+	case target.User != nil:
+		return errors.New("carries user information")
+	}
+	return nil
 }
 
 // classifyTransportError tells authentication failures from others.

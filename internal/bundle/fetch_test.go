@@ -55,7 +55,7 @@ func TestFetchSPIFFE(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("authenticated fetch", func(t *testing.T) {
-		got, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, server.URL), trust)
+		got, _, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, server.URL), trust)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +129,7 @@ func TestFetchSPIFFE(t *testing.T) {
 				server.SetBundle(zone.Bundle)
 			}()
 			started := time.Now()
-			got, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, server.URL), trust)
+			got, _, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, server.URL), trust)
 			if err == nil {
 				t.Fatalf("accepted %v", got)
 			}
@@ -143,7 +143,7 @@ func TestFetchSPIFFE(t *testing.T) {
 	}
 
 	t.Run("plain http URL", func(t *testing.T) {
-		_, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, strings.Replace(server.URL, "https", "http", 1)), trust)
+		_, _, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, strings.Replace(server.URL, "https", "http", 1)), trust)
 		if !errors.Is(err, bundle.ErrResponse) {
 			t.Errorf("error %v, want ErrResponse", err)
 		}
@@ -163,11 +163,11 @@ func TestFetchSPIFFE(t *testing.T) {
 		server.SetBundle(next)
 		server.SetCertificate(serving)
 		defer server.SetCertificate(zone.Serving)
-		if _, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, server.URL), trust); !errors.Is(err, bundle.ErrAuthentication) {
+		if _, _, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, server.URL), trust); !errors.Is(err, bundle.ErrAuthentication) {
 			t.Fatalf("old authorities accepted the rotated SVID: %v", err)
 		}
 		latest := x509bundle.FromX509Authorities(zone.TrustDomain, next.X509Authorities())
-		if _, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, server.URL), latest); err != nil {
+		if _, _, err := fetcher.Fetch(ctx, spiffeEndpoint(zone, server.URL), latest); err != nil {
 			t.Fatalf("latest authorities: %v", err)
 		}
 	})
@@ -191,12 +191,12 @@ func TestFetchWeb(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(webCA.Cert)
 	endpoint := bundle.Endpoint{TrustDomain: zone.TrustDomain, URL: server.URL, WebRoots: roots}
-	got, err := bundle.Fetcher{}.Fetch(context.Background(), endpoint, nil)
+	got, _, err := bundle.Fetcher{}.Fetch(context.Background(), endpoint, nil)
 	if err != nil || !bundle.SameAuthorities(got, zone.Bundle) {
 		t.Fatalf("fetch with configured roots: %v", err)
 	}
 	endpoint.WebRoots = x509.NewCertPool() // roots that do not include the CA
-	if _, err := (bundle.Fetcher{}).Fetch(context.Background(), endpoint, nil); !errors.Is(err, bundle.ErrAuthentication) {
+	if _, _, err := (bundle.Fetcher{}).Fetch(context.Background(), endpoint, nil); !errors.Is(err, bundle.ErrAuthentication) {
 		t.Errorf("fetch with foreign roots: %v, want ErrAuthentication", err)
 	}
 }
@@ -222,7 +222,7 @@ func TestCanonicalIsStable(t *testing.T) {
 			t.Fatal("canonical form differs between calls")
 		}
 	}
-	parsed, err := bundle.ParseSPIFFE(zone.TrustDomain, first)
+	parsed, _, err := bundle.ParseSPIFFE(zone.TrustDomain, first, bundle.Checks{})
 	if err != nil || !bundle.SameAuthorities(parsed, zone.Bundle) {
 		t.Fatalf("canonical form does not parse back: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -20,68 +21,94 @@ import (
 // MaxBundleBytes bounds a bundle document, from the network or elsewhere.
 const MaxBundleBytes = 1 << 20
 
-// privateJWKMembers are JWK members that only private or symmetric keys carry.
+// privateJWKMembers are JWK members that only private or symmetric keys
+// carry; they are compared folded (see foldName).
 var privateJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
+// Key uses of SPIFFE bundle JWKs that name their key by key ID.
+const (
+	jwtSVIDUse = "jwt-svid"
+	witSVIDUse = "wit-svid"
+)
+
 // ParseSPIFFE parses and validates a SPIFFE bundle document of trustDomain:
-//   - at most MaxBundleBytes, JSON without duplicate object members;
-//   - no JWK holds private or symmetric key material;
+//   - at most MaxBundleBytes, JSON without duplicate object members at any
+//     level, names compared as encoding/json matches them (case-folded);
+//   - at most MaxX509Authorities+MaxJWTAuthorities keys; no JWK holds
+//     private or symmetric key material; a jwt-svid or wit-svid key has a
+//     non-empty key ID that no other key of its use repeats;
 //   - it parses with go-spiffe (an unknown key type fails the whole
 //     document, so the caller keeps its last good bundle);
-//   - it is not empty (an empty bundle would revoke every key of the zone;
-//     the operator does not let an endpoint do that);
-//   - every X.509 authority is a CA certificate that may sign certificates
-//     and, when it names a SPIFFE ID, names trustDomain.
-func ParseSPIFFE(trustDomain spiffeid.TrustDomain, document []byte) (*spiffebundle.Bundle, error) {
+//   - every X.509 authority passes the checks of every source of a zone's
+//     authorities (see checkX509Authorities): a CA that may sign
+//     certificates, URI SANs naming trustDomain, at most
+//     MaxX509Authorities; one outside its validity is dropped and reported;
+//   - at most MaxJWTAuthorities JWT (and WIT) authorities, public keys only;
+//   - something valid remains: a bundle without a valid X.509 authority and
+//     without a JWT or WIT authority is refused (an empty bundle would
+//     revoke every key of the zone; the operator does not let an endpoint
+//     do that).
+//
+// The bundle returned holds the kept authorities, with the document's
+// sequence number and refresh hint. Errors wrap ErrInvalid.
+func ParseSPIFFE(trustDomain spiffeid.TrustDomain, document []byte, checks Checks) (*spiffebundle.Bundle, []Dropped, error) {
+	if trustDomain.IsZero() {
+		return nil, nil, fmt.Errorf("%w: no trust domain", ErrInvalid)
+	}
 	if len(document) > MaxBundleBytes {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, MaxBundleBytes)
+		return nil, nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, MaxBundleBytes)
 	}
 	if err := checkNoDuplicateMembers(document); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if err := checkNoPrivateKeys(document); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	if err := checkJWKs(document); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	parsed, err := spiffebundle.Parse(trustDomain, document)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	normalizeRefreshHint(document, parsed)
 	if parsed.Empty() {
-		return nil, fmt.Errorf("%w: the bundle has no authority", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: the bundle has no authority", ErrInvalid)
 	}
-	for _, cert := range parsed.X509Authorities() {
-		if err := checkAuthority(cert); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-		if err := checkAuthorityTrustDomain(cert, trustDomain); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
+	kept, dropped, err := checkX509Authorities(trustDomain, parsed.X509Authorities(), checks)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return parsed, nil
-}
-
-func checkAuthorityTrustDomain(cert *x509.Certificate, trustDomain spiffeid.TrustDomain) error {
-	for _, uri := range cert.URIs {
-		if uri.Scheme != "spiffe" {
-			continue
-		}
-		if uri.Host != trustDomain.Name() {
-			return fmt.Errorf("certificate %q (sha256 %s) names %s, not trust domain %s", cert.Subject, Fingerprint(cert), uri, trustDomain.Name())
-		}
+	if err := checkKeyAuthorities("JWT", parsed.JWTAuthorities()); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return nil
+	if err := checkKeyAuthorities("WIT", parsed.WITAuthorities()); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if len(kept) == 0 && len(parsed.JWTAuthorities()) == 0 && len(parsed.WITAuthorities()) == 0 {
+		return nil, nil, fmt.Errorf("%w: no valid X.509 authority and no JWT authority: %s", ErrInvalid, describeDropped(dropped))
+	}
+	accepted := spiffebundle.New(trustDomain)
+	accepted.SetX509Authorities(kept)
+	accepted.SetJWTAuthorities(parsed.JWTAuthorities())
+	accepted.SetWITAuthorities(parsed.WITAuthorities())
+	if sequence, ok := parsed.SequenceNumber(); ok {
+		accepted.SetSequenceNumber(sequence)
+	}
+	if hint, ok := parsed.RefreshHint(); ok {
+		accepted.SetRefreshHint(hint)
+	}
+	return accepted, dropped, nil
 }
 
 // checkNoDuplicateMembers walks the JSON tokens and refuses an object that
-// names a member twice: parsers disagree on which one wins.
+// names a member twice: parsers disagree on which one wins. Names are
+// compared folded, as encoding/json matches them to fields ("keys",
+// "KEYS" and "keyſ" are one member to go-spiffe).
 func checkNoDuplicateMembers(document []byte) error {
 	decoder := json.NewDecoder(bytes.NewReader(document))
 	decoder.UseNumber()
 	type frame struct {
 		object    bool
 		expectKey bool
-		seen      map[string]bool
+		seen      map[string]string
 	}
 	var stack []*frame
 	for {
@@ -103,17 +130,18 @@ func checkNoDuplicateMembers(document []byte) error {
 				if top != nil && top.object {
 					top.expectKey = true
 				}
-				stack = append(stack, &frame{object: value == '{', expectKey: value == '{', seen: map[string]bool{}})
+				stack = append(stack, &frame{object: value == '{', expectKey: value == '{', seen: map[string]string{}})
 			case '}', ']':
 				stack = stack[:len(stack)-1]
 			}
 			continue
 		case string:
 			if top != nil && top.object && top.expectKey {
-				if top.seen[value] {
-					return fmt.Errorf("member %q appears twice in one object", value)
+				folded := foldName(value)
+				if first, ok := top.seen[folded]; ok {
+					return fmt.Errorf("member %q appears twice in one object (as %q and %q)", value, first, value)
 				}
-				top.seen[value] = true
+				top.seen[folded] = value
 				top.expectKey = false
 				continue
 			}
@@ -124,20 +152,61 @@ func checkNoDuplicateMembers(document []byte) error {
 	}
 }
 
-// checkNoPrivateKeys refuses JWKs carrying private or symmetric key material.
-func checkNoPrivateKeys(document []byte) error {
+// foldName maps a member name to the same string as every name that
+// encoding/json would match to it: each rune becomes the smallest rune of
+// its Unicode simple-folding orbit (the equivalence strings.EqualFold uses).
+func foldName(name string) string {
+	var folded strings.Builder
+	folded.Grow(len(name))
+	for _, r := range name {
+		smallest := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			smallest = min(smallest, f)
+		}
+		folded.WriteRune(smallest)
+	}
+	return folded.String()
+}
+
+// checkJWKs looks at the raw JWK set before go-spiffe does: a bounded
+// number of keys, none carrying private or symmetric key material (member
+// names compared folded), and for jwt-svid and wit-svid keys a non-empty
+// key ID that no other key of that use repeats (go-spiffe would keep the
+// last one silently).
+func checkJWKs(document []byte) error {
 	var raw struct {
 		Keys []map[string]json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(document, &raw); err != nil {
 		return fmt.Errorf("not a JWK set: %v", err)
 	}
+	if limit := MaxX509Authorities + MaxJWTAuthorities; len(raw.Keys) > limit {
+		return fmt.Errorf("%d keys, more than %d", len(raw.Keys), limit)
+	}
+	keyIDs := map[string]bool{}
 	for i, key := range raw.Keys {
-		for _, member := range privateJWKMembers {
-			if _, ok := key[member]; ok {
-				return fmt.Errorf("key %d carries private key material (member %q)", i, member)
+		for member := range key {
+			for _, private := range privateJWKMembers {
+				if foldName(member) == foldName(private) {
+					return fmt.Errorf("key %d carries private key material (member %q)", i, member)
+				}
 			}
 		}
+		var use, keyID string
+		_ = json.Unmarshal(key["use"], &use) // go-spiffe reports a use or kid of the wrong type
+		if use != jwtSVIDUse && use != witSVIDUse {
+			continue
+		}
+		if _, ok := key["kid"]; ok {
+			_ = json.Unmarshal(key["kid"], &keyID)
+		}
+		if keyID == "" {
+			return fmt.Errorf("%s key %d has no key ID", use, i)
+		}
+		if keyIDs[use+"/"+keyID] {
+			return fmt.Errorf("%s key ID %q appears twice", use, keyID)
+		}
+		keyIDs[use+"/"+keyID] = true
 	}
 	return nil
 }

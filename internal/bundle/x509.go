@@ -5,13 +5,13 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
@@ -22,37 +22,72 @@ import (
 var ErrInvalid = errors.New("invalid bundle")
 
 // ParseX509Authorities parses PEM-encoded X.509 authorities of trustDomain,
-// as SPIRE's k8sbundle notifier writes them, and checks that every one is a
-// CA certificate that can sign certificates. The result is never empty.
-func ParseX509Authorities(trustDomain string, pemData []byte) (*x509bundle.Bundle, error) {
-	td, err := spiffeid.TrustDomainFromString(trustDomain)
+// as SPIRE's k8sbundle notifier writes them into the bootstrap ConfigMap,
+// and validates them as every source of a zone's authorities is validated
+// (see checkX509Authorities): at most MaxBundleBytes and
+// MaxX509Authorities certificates, only CERTIFICATE blocks (a private key
+// block fails the whole ConfigMap), each a CA that may sign certificates
+// and whose URI SANs, if any, name trustDomain. Authorities outside their
+// validity (allowing checks.ClockSkew ahead) are dropped and reported; the
+// result holds at least one valid authority or is an error wrapping
+// ErrInvalid.
+func ParseX509Authorities(trustDomain string, pemData []byte, checks Checks) (*x509bundle.Bundle, []Dropped, error) {
+	td, err := trustDomainOf(trustDomain)
 	if err != nil {
-		return nil, fmt.Errorf("%w: trust domain %q: %v", ErrInvalid, trustDomain, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	parsed, err := x509bundle.Parse(td, pemData)
+	certs, err := parsePEMCertificates(pemData)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: bootstrap authorities of %s: %v", ErrInvalid, td.Name(), err)
 	}
-	authorities := parsed.X509Authorities()
-	if len(authorities) == 0 {
-		return nil, fmt.Errorf("%w: no X.509 authority", ErrInvalid)
+	kept, dropped, err := checkX509Authorities(td, certs, checks)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: bootstrap authorities of %s: %v", ErrInvalid, td.Name(), err)
 	}
-	for _, cert := range authorities {
-		if err := checkAuthority(cert); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
+	if len(kept) == 0 {
+		return nil, nil, fmt.Errorf("%w: bootstrap authorities of %s: no valid X.509 authority: %s", ErrInvalid, td.Name(), describeDropped(dropped))
 	}
-	return parsed, nil
+	return x509bundle.FromX509Authorities(td, kept), dropped, nil
 }
 
-func checkAuthority(cert *x509.Certificate) error {
-	if !cert.BasicConstraintsValid || !cert.IsCA {
-		return fmt.Errorf("certificate %q (sha256 %s) is not a CA certificate", cert.Subject, Fingerprint(cert))
+// parsePEMCertificates reads the CERTIFICATE blocks of pemData, refusing
+// any other block type (private keys above all) and more than
+// MaxX509Authorities blocks. Text around blocks is ignored, as PEM allows.
+// Repeated certificates count once.
+func parsePEMCertificates(pemData []byte) ([]*x509.Certificate, error) {
+	if len(pemData) > MaxBundleBytes {
+		return nil, fmt.Errorf("larger than %d bytes", MaxBundleBytes)
 	}
-	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
-		return fmt.Errorf("certificate %q (sha256 %s) may not sign certificates", cert.Subject, Fingerprint(cert))
+	var certs []*x509.Certificate
+	seen := map[string]bool{}
+	for blocks, rest := 0, pemData; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		blocks++
+		switch {
+		case strings.Contains(block.Type, "PRIVATE KEY"):
+			return nil, fmt.Errorf("PEM block %d is a private key (%s); a bundle holds certificates only", blocks, block.Type)
+		case block.Type != "CERTIFICATE":
+			return nil, fmt.Errorf("PEM block %d is a %q, not a CERTIFICATE", blocks, block.Type)
+		case blocks > MaxX509Authorities:
+			return nil, fmt.Errorf("more than %d certificates", MaxX509Authorities)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: cannot parse certificate: %v", blocks, err)
+		}
+		if fingerprint := Fingerprint(cert); !seen[fingerprint] {
+			seen[fingerprint] = true
+			certs = append(certs, cert)
+		}
 	}
-	return nil
+	if len(certs) == 0 {
+		return nil, errors.New("no X.509 authority (no CERTIFICATE PEM block)")
+	}
+	return certs, nil
 }
 
 // Fingerprint is the lowercase hex SHA-256 of a certificate's DER encoding.

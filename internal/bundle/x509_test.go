@@ -42,7 +42,7 @@ func TestParseX509Authorities(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			parsed, err := bundle.ParseX509Authorities(tc.trustDomain, tc.data)
+			parsed, _, err := bundle.ParseX509Authorities(tc.trustDomain, tc.data, bundle.Checks{})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, bundle.ErrInvalid) {
 					t.Fatalf("error %v, want ErrInvalid containing %q", err, tc.wantErr)

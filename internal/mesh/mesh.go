@@ -6,6 +6,8 @@
 package mesh
 
 import (
+	"slices"
+
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
@@ -95,7 +97,8 @@ func PlanInput(mesh *spirefedv1alpha1.FederationMesh, members Members, observed 
 }
 
 // HoldsCurrent says whether a SPIRE server holds the peer's current
-// authorities: the same X.509 authorities and, once the peer's bundle came
+// authorities: the same X.509 authorities (besides those the operator
+// dropped as outside their validity) and, once the peer's bundle came
 // from its endpoint (the bootstrap ConfigMap has no JWT keys), the same JWT
 // authorities. Sequences are not compared: SPIRE does not report the
 // sequence of federated bundles.
@@ -109,6 +112,13 @@ func HoldsCurrent(held map[string]spireaccess.HeldBundle, peer *spirefedv1alpha1
 	for _, authority := range current.X509Authorities {
 		fingerprints = append(fingerprints, authority.SHA256Fingerprint)
 	}
+	// An authority the operator dropped (outside its validity) that the
+	// server fetched from the endpoint itself does not count against it.
+	dropped := map[string]bool{}
+	for _, authority := range current.DroppedX509Authorities {
+		dropped[authority.SHA256Fingerprint] = true
+	}
+	bundle.X509Fingerprints = slices.DeleteFunc(slices.Clone(bundle.X509Fingerprints), func(fingerprint string) bool { return dropped[fingerprint] })
 	if !bundle.Holds(fingerprints) {
 		return false
 	}
