@@ -13,6 +13,7 @@ import (
 	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -232,4 +233,98 @@ func waitForEvent(t *testing.T, name, reason, notePart string) {
 			t.Fatalf("no %s Event for %s containing %q; seen: %q", reason, name, notePart, seen)
 		}
 	}
+}
+
+// TestPublishedAuthoritiesChecked serves, from a zone's endpoint and its
+// bootstrap ConfigMap, authorities that must not reach peers: expired ones
+// are dropped (with an Event) while a valid one remains and refused when
+// none does; another trust domain's CA and duplicate members differing in
+// case are refused; the last good bundle stays with the peers.
+func TestPublishedAuthoritiesChecked(t *testing.T) {
+	gamma := env.Zones["gamma"]
+	endpoint := startZoneEndpoint(t, "checked.example")
+	writeBundleConfigMapIn(t, gamma, "spire-checked", endpoint.bootstrapPEM())
+	zone := newZoneAt("checked", "checked.example", testenv.KubeconfigSecretName("gamma"), endpoint.server.URL)
+	zone.Spec.Spire.Namespace = "spire-checked"
+	createZone(t, zone)
+	waitForSequence(t, "checked", 1)
+	good := getZone(t, "checked").Status.Bundle.Digest
+
+	expired, err := testenv.NewSPIFFECAValid("checked.example", time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := testenv.NewSPIFFECA("other.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("an expired authority beside a valid one is dropped", func(t *testing.T) {
+		both := spiffebundle.FromX509Authorities(endpoint.TrustDomain, []*x509.Certificate{endpoint.CA.Cert, expired.Cert})
+		both.SetSequenceNumber(2)
+		endpoint.server.SetBundle(both)
+		got := waitForSequence(t, "checked", 2)
+		expiredFingerprint := bundle.Fingerprint(expired.Cert)
+		for _, authority := range got.Status.Bundle.X509Authorities {
+			if authority.SHA256Fingerprint == expiredFingerprint {
+				t.Errorf("the expired authority is in the bundle peers get")
+			}
+		}
+		if dropped := got.Status.Bundle.DroppedX509Authorities; len(dropped) != 1 || dropped[0].SHA256Fingerprint != expiredFingerprint || !strings.Contains(dropped[0].Reason, "expired") {
+			t.Errorf("dropped = %+v", dropped)
+		}
+		waitForEvent(t, "checked", "AuthorityDropped", expiredFingerprint)
+		good = got.Status.Bundle.Digest
+	})
+	for _, tc := range []struct {
+		name     string
+		document func() []byte
+	}{
+		{"only an expired authority", func() []byte {
+			only := spiffebundle.FromX509Authorities(endpoint.TrustDomain, []*x509.Certificate{expired.Cert})
+			only.SetSequenceNumber(3)
+			document, _ := only.Marshal()
+			return document
+		}},
+		{"another trust domain's CA", func() []byte {
+			mixed := spiffebundle.FromX509Authorities(endpoint.TrustDomain, []*x509.Certificate{endpoint.CA.Cert, foreign.Cert})
+			mixed.SetSequenceNumber(3)
+			document, _ := mixed.Marshal()
+			return document
+		}},
+		{"duplicate members differing in case", func() []byte {
+			document, _ := endpoint.Bundle.Marshal()
+			return []byte(strings.Replace(string(document), `{"keys":`, `{"KEYS":[],"keys":`, 1))
+		}},
+	} {
+		t.Run("endpoint: "+tc.name, func(t *testing.T) {
+			document := tc.document()
+			endpoint.server.Override(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(document) }))
+			got := waitForZoneCondition(t, "checked", fetched, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleRejected)
+			if got.Status.Bundle.Digest != good {
+				t.Errorf("the accepted bundle changed")
+			}
+		})
+	}
+	endpoint.server.Override(nil)
+
+	for _, tc := range []struct {
+		name string
+		pem  string
+	}{
+		{"bootstrap: another zone's CA", string(testenv.PEM(foreign.Cert))},
+		{"bootstrap: the zone's CA and another zone's", string(testenv.PEM(endpoint.CA.Cert, foreign.Cert))},
+		{"bootstrap: only an expired CA", string(testenv.PEM(expired.Cert))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := getZone(t, "checked").Status.Bootstrap
+			writeBundleConfigMapIn(t, gamma, "spire-checked", tc.pem)
+			got := waitForZoneCondition(t, "checked", available, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleInvalid)
+			if !equality.Semantic.DeepEqual(got.Status.Bootstrap, before) {
+				t.Errorf("the bootstrap authorities changed: %+v", got.Status.Bootstrap)
+			}
+		})
+	}
+	writeBundleConfigMapIn(t, gamma, "spire-checked", endpoint.bootstrapPEM())
+	waitForZoneCondition(t, "checked", available, metav1.ConditionTrue, spirefedv1alpha1.ReasonBundleRead)
 }
