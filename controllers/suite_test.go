@@ -142,7 +142,7 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		EventRecorder:           mgr.GetEventRecorder("spire-federation-operator"),
 		Applier:                 applier,
 		Releases:                releases,
-		Fetcher:                 bundle.Fetcher{Timeout: 2 * time.Second, Now: realClock.Now},
+		Fetcher:                 bundle.Fetcher{Timeout: 2 * time.Second, Clock: realClock},
 		FetchSchedule:           bundle.Schedule{DefaultInterval: 2 * time.Second, MinInterval: time.Second, MaxInterval: time.Hour, RetryInterval: time.Second},
 		ResyncInterval:          time.Second,
 		MaxConcurrentReconciles: 4,

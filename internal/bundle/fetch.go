@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"k8s.io/utils/clock"
 )
 
 // Endpoint is a SPIFFE bundle endpoint to fetch from. The trust domain comes
@@ -50,12 +51,12 @@ type Fetcher struct {
 	Timeout time.Duration
 	// MaxRedirects; 3 if zero.
 	MaxRedirects int
-	// Now is the clock that validity is checked against; nil means time.Now.
-	Now func() time.Time
+	// Clock that validity is checked against; nil means the real clock.
+	Clock clock.PassiveClock
 }
 
 // Fetch GETs the endpoint's bundle and validates it with ParseSPIFFE at
-// f.Now; it returns the accepted bundle and the authorities left out of it.
+// f.Clock; it returns the accepted bundle and the authorities left out of it.
 // For https_spiffe, trust authenticates the server: pass the zone's latest
 // authorities. Errors wrap ErrUnreachable, ErrAuthentication, ErrResponse
 // or ErrInvalid.
@@ -96,11 +97,11 @@ func (f Fetcher) Fetch(ctx context.Context, endpoint Endpoint, trust x509bundle.
 	if len(document) > MaxBundleBytes {
 		return nil, nil, fmt.Errorf("%w: body larger than %d bytes", ErrResponse, MaxBundleBytes)
 	}
-	now := time.Now
-	if f.Now != nil {
-		now = f.Now
+	var now time.Time // zero: Checks uses the real time
+	if f.Clock != nil {
+		now = f.Clock.Now()
 	}
-	return ParseSPIFFE(endpoint.TrustDomain, document, Checks{Now: now()})
+	return ParseSPIFFE(endpoint.TrustDomain, document, Checks{Now: now})
 }
 
 func (f Fetcher) httpClient(endpoint Endpoint, trust x509bundle.Source, timeout time.Duration) *http.Client {

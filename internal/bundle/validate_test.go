@@ -17,6 +17,8 @@ import (
 
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // authorities are the CAs the validation tests combine, all of
@@ -316,8 +318,8 @@ func TestFetchChecksValidityAtFetcherNow(t *testing.T) {
 	server := testenv.StartBundleServer(zone.Bundle, zone.Serving)
 	defer server.Close()
 	trust := x509bundle.FromX509Authorities(zone.TrustDomain, zone.CA.Chain())
-	later := func() time.Time { return zone.CA.Cert.NotAfter.Add(time.Minute) }
-	_, _, err := bundle.Fetcher{Timeout: 2 * time.Second, Now: later}.Fetch(context.Background(), spiffeEndpoint(zone, server.URL), trust)
+	later := clocktesting.NewFakePassiveClock(zone.CA.Cert.NotAfter.Add(time.Minute))
+	_, _, err := bundle.Fetcher{Timeout: 2 * time.Second, Clock: later}.Fetch(context.Background(), spiffeEndpoint(zone, server.URL), trust)
 	if !errors.Is(err, bundle.ErrInvalid) || !strings.Contains(err.Error(), "expired at") {
 		t.Fatalf("fetch after the CA expired: %v, want ErrInvalid naming the expiry", err)
 	}

@@ -236,7 +236,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 		EventRecorder:           recorder,
 		Applier:                 applier,
 		Releases:                releases,
-		Fetcher:                 bundle.Fetcher{Timeout: opts.FetchTimeout, Now: opts.Clock.Now},
+		Fetcher:                 bundle.Fetcher{Timeout: opts.FetchTimeout, Clock: opts.Clock},
 		FetchSchedule:           bundle.Schedule{DefaultInterval: opts.DefaultFetchInterval, MinInterval: opts.MinFetchInterval, MaxInterval: opts.MaxFetchInterval, RetryInterval: opts.FetchRetryInterval},
 		ResyncInterval:          opts.ZoneResyncInterval,
 		MaxConcurrentReconciles: opts.ZoneConcurrency,
