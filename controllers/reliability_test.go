@@ -28,12 +28,7 @@ import (
 // the sequence guard: each is refused with the last good bundle kept,
 // until an audited reset accepts a lower sequence once.
 func TestSequenceRules(t *testing.T) {
-	gamma := env.Zones["gamma"]
-	endpoint := startZoneEndpoint(t, "seq.example")
-	writeBundleConfigMapIn(t, gamma, "spire-seq", endpoint.bootstrapPEM())
-	zone := newZoneAt("seq", "seq.example", testenv.KubeconfigSecretName("gamma"), endpoint.server.URL)
-	zone.Spec.Spire.Namespace = "spire-seq"
-	createZone(t, zone)
+	endpoint := startGammaZone(t, "seq", "seq.example")
 	waitForSequence(t, "seq", 1)
 	accepted := getZone(t, "seq").Status.Bundle.Digest
 
@@ -242,11 +237,7 @@ func waitForEvent(t *testing.T, name, reason, notePart string) {
 // case are refused; the last good bundle stays with the peers.
 func TestPublishedAuthoritiesChecked(t *testing.T) {
 	gamma := env.Zones["gamma"]
-	endpoint := startZoneEndpoint(t, "checked.example")
-	writeBundleConfigMapIn(t, gamma, "spire-checked", endpoint.bootstrapPEM())
-	zone := newZoneAt("checked", "checked.example", testenv.KubeconfigSecretName("gamma"), endpoint.server.URL)
-	zone.Spec.Spire.Namespace = "spire-checked"
-	createZone(t, zone)
+	endpoint := startGammaZone(t, "checked", "checked.example")
 	waitForSequence(t, "checked", 1)
 	good := getZone(t, "checked").Status.Bundle.Digest
 
@@ -327,4 +318,16 @@ func TestPublishedAuthoritiesChecked(t *testing.T) {
 	}
 	writeBundleConfigMapIn(t, gamma, "spire-checked", endpoint.bootstrapPEM())
 	waitForZoneCondition(t, "checked", available, metav1.ConditionTrue, spirefedv1alpha1.ReasonBundleRead)
+}
+
+// startGammaZone creates a zone in cluster gamma, with its bootstrap
+// ConfigMap in its own SPIRE namespace and its endpoint on loopback.
+func startGammaZone(t *testing.T, name, trustDomain string) *zoneEndpoint {
+	t.Helper()
+	endpoint := startZoneEndpoint(t, trustDomain)
+	writeBundleConfigMapIn(t, env.Zones["gamma"], "spire-"+name, endpoint.bootstrapPEM())
+	zone := newZoneAt(name, trustDomain, testenv.KubeconfigSecretName("gamma"), endpoint.server.URL)
+	zone.Spec.Spire.Namespace = "spire-" + name
+	createZone(t, zone)
+	return endpoint
 }

@@ -302,13 +302,8 @@ type zoneEndpoint struct {
 // (sequence 1) with an SVID for spiffe://<trustDomain>/spire/server.
 func startZoneEndpoint(t testing.TB, trustDomain string) *zoneEndpoint {
 	t.Helper()
-	pki, err := testenv.NewTestZonePKI(trustDomain, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := testenv.StartBundleServer(pki.Bundle, pki.Serving)
-	t.Cleanup(server.Close)
-	return &zoneEndpoint{TestZonePKI: pki, server: server}
+	endpoint := testenv.StartZoneEndpoint(t, trustDomain)
+	return &zoneEndpoint{TestZonePKI: endpoint.TestZonePKI, server: endpoint.Server}
 }
 
 // bootstrapPEM is the zone CA as the bootstrap ConfigMap holds it.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -132,4 +133,25 @@ func NewTestZonePKI(trustDomain string, sequence uint64) (*TestZonePKI, error) {
 	bundle := spiffebundle.FromX509Authorities(td, ca.Chain())
 	bundle.SetSequenceNumber(sequence)
 	return &TestZonePKI{TrustDomain: td, CA: ca, Bundle: bundle, Serving: serving}, nil
+}
+
+// ZoneEndpoint is a test trust domain's PKI and its bundle endpoint on
+// loopback.
+type ZoneEndpoint struct {
+	*TestZonePKI
+	Server *BundleServer
+}
+
+// StartZoneEndpoint creates a trust domain's CA and serves its bundle
+// (sequence 1) with an SVID for spiffe://<trustDomain>/spire/server, until
+// the test ends.
+func StartZoneEndpoint(t testing.TB, trustDomain string) *ZoneEndpoint {
+	t.Helper()
+	pki, err := NewTestZonePKI(trustDomain, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := StartBundleServer(pki.Bundle, pki.Serving)
+	t.Cleanup(server.Close)
+	return &ZoneEndpoint{TestZonePKI: pki, Server: server}
 }

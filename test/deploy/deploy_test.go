@@ -715,13 +715,8 @@ type zonePKI struct {
 
 func newZonePKI(t *testing.T, trustDomain string) *zonePKI {
 	t.Helper()
-	pki, err := testenv.NewTestZonePKI(trustDomain, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := testenv.StartBundleServer(pki.Bundle, pki.Serving)
-	t.Cleanup(server.Close)
-	return &zonePKI{TestZonePKI: pki, server: server}
+	endpoint := testenv.StartZoneEndpoint(t, trustDomain)
+	return &zonePKI{TestZonePKI: endpoint.TestZonePKI, server: endpoint.Server}
 }
 
 func zoneObject(name string, pki *zonePKI, spire spirefedv1alpha1.SpireInstallation) *spirefedv1alpha1.ZoneTrustDomain {
