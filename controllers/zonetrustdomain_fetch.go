@@ -52,7 +52,9 @@ func (r *ZoneTrustDomainReconciler) reconcileFetch(ctx context.Context, zone *sp
 	if due, wait := r.fetches.Check(zone.Name, inputs, fetchOutcome(zone), now); !due {
 		return wait, nil
 	}
-	next := r.fetch(ctx, zone, endpoint, trust, interval)
+	// The endpoint is read again at the zone's resync at the latest: an
+	// outage shows within a resync, not only at the next refresh hint.
+	next := min(r.fetch(ctx, zone, endpoint, trust, interval), r.ResyncInterval)
 	r.fetches.Record(zone.Name, inputs, fetchOutcome(zone), now, next)
 	return next, nil
 }
