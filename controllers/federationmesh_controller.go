@@ -159,13 +159,13 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	mesh.Status.ObservedGeneration = mesh.Generation
 	meshstatus.SetMembers(mesh, members)
 	if blocker := meshstatus.WriteBlocker(mesh, members); blocker != "" {
 		// Writing now could flip objects between zones or prune the whole
 		// federation on a typo: keep what the zones hold until it is fixed.
 		meshstatus.ClearPairs(mesh)
 		meshstatus.Summarize(mesh, blocker)
+		mesh.Status.ObservedGeneration = mesh.Generation
 		return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
 	}
 	scope := &meshScope{mesh: mesh, members: members}
@@ -178,6 +178,8 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	meshstatus.SetPairs(mesh, members, scope.plan, scope.observed, r.Clock.Now())
 	meshstatus.Summarize(mesh, "")
+	// The pass acted on this generation.
+	mesh.Status.ObservedGeneration = mesh.Generation
 	applyErrors := slices.Collect(maps.Values(scope.observed.ApplyErrors))
 	return ctrl.Result{RequeueAfter: r.requeueAfter(scope)}, errors.Join(applyErrors...)
 }

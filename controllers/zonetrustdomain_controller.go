@@ -137,7 +137,6 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	before := zone.DeepCopy()
 	defer func() { retErr = errors.Join(retErr, r.writeStatus(ctx, before, zone)) }()
 
-	zone.Status.ObservedGeneration = zone.Generation
 	zone.Status.ClassName = zone.SpireClassName()
 	zone.Status.EndpointSPIFFEID = zone.BundleEndpointSPIFFEID()
 	connected, err := r.reconcileAccess(ctx, zone)
@@ -156,7 +155,9 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	summarizeZoneReady(zone)
+	summarizeZone(zone)
+	// The pass acted on this generation.
+	zone.Status.ObservedGeneration = zone.Generation
 	ctrl.LoggerFrom(ctx).V(1).Info("Reconciled zone", "ready", meta.IsStatusConditionTrue(zone.Status.Conditions, spirefedv1alpha1.ReadyCondition), "nextFetch", nextFetch)
 	next := min(nextFetch, r.ResyncInterval)
 	if nextSpire > 0 {
@@ -263,6 +264,7 @@ func (r *ZoneTrustDomainReconciler) meshesWrittenTo(ctx context.Context, zoneNam
 func (r *ZoneTrustDomainReconciler) waitDeleting(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, message string, interval time.Duration) (ctrl.Result, error) {
 	before := zone.DeepCopy()
 	status.SetCondition(&zone.Status.Conditions, zone.Generation, spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonDeleting, message)
+	status.Progress(&zone.Status.Conditions, zone.Generation, nil)
 	if err := r.writeStatus(ctx, before, zone); err != nil {
 		return ctrl.Result{}, err
 	}

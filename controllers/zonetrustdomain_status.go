@@ -10,6 +10,23 @@ import (
 	"github.com/spirefed/spire-federation-operator/internal/status"
 )
 
+// zoneStalledReasons are the zone's Ready reasons that only a human can
+// fix: a kubeconfig that is missing, refused or lacks a permission, and
+// Helm values that conflict with the operator's.
+var zoneStalledReasons = map[string]bool{
+	spirefedv1alpha1.ReasonSecretNotFound:    true,
+	spirefedv1alpha1.ReasonKubeconfigInvalid: true,
+	spirefedv1alpha1.ReasonUnauthorized:      true,
+	spirefedv1alpha1.ReasonForbidden:         true,
+	spirefedv1alpha1.ReasonValuesConflict:    true,
+}
+
+// summarizeZone sets Ready, then the kstatus conditions from it.
+func summarizeZone(zone *spirefedv1alpha1.ZoneTrustDomain) {
+	summarizeZoneReady(zone)
+	status.Progress(&zone.Status.Conditions, zone.Generation, zoneStalledReasons)
+}
+
 // summarizeZoneReady derives Ready from ClusterReachable, SpireInstalled
 // (Helm installs), BundleAvailable and BundleFetched: True when all are,
 // otherwise the reason and message of the first that is not.

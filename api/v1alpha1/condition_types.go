@@ -7,6 +7,17 @@ const (
 	// applies to the kind is True. Its reason is that of the first failing one.
 	ReadyCondition = "Ready"
 
+	// ReconcilingCondition (kstatus) is True while the operator works
+	// towards Ready: a Helm action, SPIRE or pairs settling, an endpoint
+	// being retried. Its reason and message are Ready's. Absent when Ready.
+	ReconcilingCondition = "Reconciling"
+
+	// StalledCondition (kstatus) is True when only a human can make the
+	// object Ready: an invalid spec, values that conflict, a kubeconfig
+	// refused, a duplicate trust domain, a zone that does not exist. Its
+	// reason and message are Ready's. Absent otherwise.
+	StalledCondition = "Stalled"
+
 	// ClusterReachableCondition on a ZoneTrustDomain: the operator reaches the
 	// zone's API server with the configured credentials and may read what it
 	// needs there.

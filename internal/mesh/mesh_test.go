@@ -290,3 +290,43 @@ func TestPlanInputEvidence(t *testing.T) {
 		t.Errorf("zones = %v", in.Zones)
 	}
 }
+
+func TestKstatusConditions(t *testing.T) {
+	t.Parallel()
+	zone := func(trustDomain string, ready metav1.ConditionStatus) *spirefedv1alpha1.ZoneTrustDomain {
+		z := &spirefedv1alpha1.ZoneTrustDomain{Spec: spirefedv1alpha1.ZoneTrustDomainSpec{TrustDomain: trustDomain}}
+		z.Status.Conditions = []metav1.Condition{condition(spirefedv1alpha1.ReadyCondition, ready, "x")}
+		return z
+	}
+	cases := []struct {
+		name                         string
+		members                      Members
+		wantReconciling, wantStalled bool
+		wantReason                   string
+	}{
+		{"ready: neither", Members{"a": zone("a.example", metav1.ConditionTrue)}, false, false, ""},
+		{"a zone not ready: reconciling", Members{"a": zone("a.example", metav1.ConditionFalse)}, true, false, spirefedv1alpha1.ReasonZonesNotReady},
+		{"a zone missing: stalled", Members{"a": zone("a.example", metav1.ConditionTrue), "b": nil}, false, true, spirefedv1alpha1.ReasonZoneNotFound},
+		{"duplicate trust domain: stalled", Members{"a": zone("x.example", metav1.ConditionTrue), "b": zone("x.example", metav1.ConditionTrue)}, false, true, spirefedv1alpha1.ReasonDuplicateTrustDomain},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mesh := &spirefedv1alpha1.FederationMesh{ObjectMeta: metav1.ObjectMeta{Generation: 2}, Spec: spirefedv1alpha1.FederationMeshSpec{Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}}}
+			// A stale Stalled from an earlier pass must go.
+			mesh.Status.Conditions = []metav1.Condition{condition(spirefedv1alpha1.StalledCondition, metav1.ConditionTrue, "Old")}
+			SetMembers(mesh, tc.members)
+			Summarize(mesh, WriteBlocker(mesh, tc.members))
+			reconciling := meta.FindStatusCondition(mesh.Status.Conditions, spirefedv1alpha1.ReconcilingCondition)
+			stalled := meta.FindStatusCondition(mesh.Status.Conditions, spirefedv1alpha1.StalledCondition)
+			if (reconciling != nil) != tc.wantReconciling || (stalled != nil) != tc.wantStalled {
+				t.Fatalf("Reconciling %v, Stalled %v", reconciling, stalled)
+			}
+			for _, c := range []*metav1.Condition{reconciling, stalled} {
+				if c != nil && (c.Status != metav1.ConditionTrue || c.Reason != tc.wantReason || c.ObservedGeneration != 2) {
+					t.Errorf("condition %+v, want True/%s at generation 2", c, tc.wantReason)
+				}
+			}
+		})
+	}
+}

@@ -11,7 +11,8 @@ import (
 	"github.com/spirefed/spire-federation-operator/internal/status"
 )
 
-// Summarize sets the mesh's Converged and Ready conditions from
+// Summarize sets the mesh's Converged, Ready, Reconciling and Stalled
+// conditions from
 // ZonesResolved, the member zones and the pairs (call SetMembers and
 // SetPairs first). blocker is WriteBlocker's reason, or "". A mesh being
 // deleted is Ready=False, Deleting, until it has left every zone in
@@ -23,6 +24,19 @@ import (
 // every pair is established (Converged, or written and current where SPIRE
 // is not observed).
 func Summarize(mesh *spirefedv1alpha1.FederationMesh, blocker string) {
+	summarizeReady(mesh, blocker)
+	status.Progress(&mesh.Status.Conditions, mesh.Generation, stalledReasons)
+}
+
+// stalledReasons are the mesh's Ready reasons that only a human can fix.
+var stalledReasons = map[string]bool{
+	spirefedv1alpha1.ReasonZoneNotFound:         true,
+	spirefedv1alpha1.ReasonHubNotMember:         true,
+	spirefedv1alpha1.ReasonLinkNotMember:        true,
+	spirefedv1alpha1.ReasonDuplicateTrustDomain: true,
+}
+
+func summarizeReady(mesh *spirefedv1alpha1.FederationMesh, blocker string) {
 	conditions := &mesh.Status.Conditions
 	set := func(conditionType string, conditionStatus metav1.ConditionStatus, reason, message string) {
 		status.SetCondition(conditions, mesh.Generation, conditionType, conditionStatus, reason, message)

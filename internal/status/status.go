@@ -85,3 +85,31 @@ func RecordConditionEvents(recorder events.EventRecorder, object runtime.Object,
 		recorder.Eventf(object, nil, eventType, condition.Reason, condition.Type, "%s", condition.Message)
 	}
 }
+
+// Progress sets the kstatus conditions from Ready (set it first): none
+// when Ready is True; Stalled=True when Ready's reason is one of stalled
+// (only a human can fix it); Reconciling=True otherwise. Both carry
+// Ready's reason and message, so kstatus-based tools (Flux health checks,
+// kpt, Argo CD) tell "still working" from "stuck".
+func Progress(conditions *[]metav1.Condition, generation int64, stalled map[string]bool) {
+	ready := meta.FindStatusCondition(*conditions, readyCondition)
+	switch {
+	case ready == nil || ready.Status == metav1.ConditionTrue:
+		meta.RemoveStatusCondition(conditions, reconcilingCondition)
+		meta.RemoveStatusCondition(conditions, stalledCondition)
+	case stalled[ready.Reason]:
+		meta.RemoveStatusCondition(conditions, reconcilingCondition)
+		SetCondition(conditions, generation, stalledCondition, metav1.ConditionTrue, ready.Reason, ready.Message)
+	default:
+		meta.RemoveStatusCondition(conditions, stalledCondition)
+		SetCondition(conditions, generation, reconcilingCondition, metav1.ConditionTrue, ready.Reason, ready.Message)
+	}
+}
+
+// The condition types Progress reads and writes (the API's constants;
+// repeated here so that this package does not depend on the API).
+const (
+	readyCondition       = "Ready"
+	reconcilingCondition = "Reconciling"
+	stalledCondition     = "Stalled"
+)
