@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -176,7 +177,9 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err := r.cleanupFormerZones(ctx, scope); err != nil {
 		return ctrl.Result{}, err
 	}
+	previousPairs := mesh.Status.Pairs
 	meshstatus.SetPairs(mesh, members, scope.plan, scope.observed, r.Clock.Now())
+	r.recordPairChanges(mesh, previousPairs)
 	meshstatus.Summarize(mesh, "")
 	// The pass acted on this generation.
 	mesh.Status.ObservedGeneration = mesh.Generation
@@ -199,4 +202,42 @@ func (r *FederationMeshReconciler) requeueAfter(scope *meshScope) time.Duration 
 func (r *FederationMeshReconciler) writeStatus(ctx context.Context, before, mesh *spirefedv1alpha1.FederationMesh) error {
 	metrics.RecordMesh(mesh.Name, mesh.Status.PairTotals)
 	return status.Patch(ctx, r.Client, r.EventRecorder, before, mesh, func(m *spirefedv1alpha1.FederationMesh) any { return m.Status })
+}
+
+// maxPairEvents bounds the pair Events of one pass: a mesh of many zones
+// coming up must not flood the API server.
+const maxPairEvents = 10
+
+// recordPairChanges records an Event for every pair whose state changed
+// (Normal when it became Converged, Warning otherwise), at most
+// maxPairEvents, then one that counts the rest.
+func (r *FederationMeshReconciler) recordPairChanges(mesh *spirefedv1alpha1.FederationMesh, previous []spirefedv1alpha1.PairStatus) {
+	before := make(map[[2]string]spirefedv1alpha1.PairState, len(previous))
+	for _, pair := range previous {
+		before[[2]string{pair.From, pair.To}] = pair.State
+	}
+	recorded, more := 0, 0
+	for _, pair := range mesh.Status.Pairs {
+		old, known := before[[2]string{pair.From, pair.To}]
+		if known && old == pair.State {
+			continue
+		}
+		if recorded == maxPairEvents {
+			more++
+			continue
+		}
+		recorded++
+		eventType := corev1.EventTypeWarning
+		if pair.State == spirefedv1alpha1.PairConverged {
+			eventType = corev1.EventTypeNormal
+		}
+		from := string(old)
+		if !known {
+			from = "new"
+		}
+		r.EventRecorder.Eventf(mesh, nil, eventType, "Pair"+string(pair.State), "Judge", "Pair %s->%s: %s -> %s (%s): %s", pair.From, pair.To, from, pair.State, pair.Reason, pair.Message)
+	}
+	if more > 0 {
+		r.EventRecorder.Eventf(mesh, nil, corev1.EventTypeNormal, "PairsChanged", "Judge", "%d more pairs changed state; status.pairs has them all", more)
+	}
 }

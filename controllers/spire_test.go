@@ -19,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -370,7 +371,11 @@ func TestFederationWithSPIRE(t *testing.T) {
 		// every pass. Nothing the operator owns or reports on changes.
 		writes, refreshes := zoneWrites(t), spireRefreshes(t)
 		versions := reportedVersions(t, "spire", a, b, c)
+		events := eventCount(t, "spire", a.name, b.name, c.name)
 		time.Sleep(2 * time.Minute)
+		if got := eventCount(t, "spire", a.name, b.name, c.name) - events; got != 0 {
+			t.Errorf("%d Events in steady state", got)
+		}
 		if after := reportedVersions(t, "spire", a, b, c); !maps.Equal(after, versions) {
 			for name, version := range after {
 				if versions[name] != version {
@@ -575,4 +580,23 @@ func reportedVersions(t *testing.T, meshName string, zones ...*spireZone) map[st
 		}
 	}
 	return versions
+}
+
+// eventCount counts the Events about the named objects, repeats included.
+func eventCount(t *testing.T, names ...string) int32 {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := env.Management.Client.List(testCtx, &list); err != nil {
+		t.Fatal(err)
+	}
+	var count int32
+	for _, event := range list.Items {
+		if slices.Contains(names, event.Regarding.Name) {
+			count++
+			if event.Series != nil {
+				count += event.Series.Count
+			}
+		}
+	}
+	return count
 }

@@ -93,6 +93,7 @@ func (r *ZoneTrustDomainReconciler) fetchAndAccept(ctx context.Context, zone *sp
 		r.finishReset(ctx, zone, accepted)
 	}
 	r.warnDropped(zone, zone.Status.Bundle, accepted, endpoint.URL)
+	r.recordRotation(zone, zone.Status.Bundle, accepted)
 	zone.Status.Bundle = accepted
 	return spirefedv1alpha1.ReasonFetched, fmt.Sprintf("Fetched bundle %s from %s", accepted.Digest[:12], endpoint.URL), r.FetchSchedule.AfterSuccess(fetched, interval)
 }

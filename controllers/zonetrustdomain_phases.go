@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -128,6 +129,7 @@ func (r *ZoneTrustDomainReconciler) reconcileBootstrap(ctx context.Context, zone
 			return nil, err
 		}
 		r.warnDropped(zone, zone.Status.Bundle, accepted, "ConfigMap "+selector.Namespace+"/"+selector.Name)
+		r.recordRotation(zone, zone.Status.Bundle, accepted)
 		zone.Status.Bundle = accepted
 	}
 	return parsed.X509Authorities(), nil
@@ -146,4 +148,26 @@ func (r *ZoneTrustDomainReconciler) warnDropped(zone *spirefedv1alpha1.ZoneTrust
 			"%s publishes X.509 authority %s (sha256 %s), which is left out of the bundle peers get: %s",
 			source, authority.Subject, authority.SHA256Fingerprint, authority.Reason)
 	}
+}
+
+// recordRotation records an Event when the zone's accepted bundle changes
+// (a CA rotation reaching the operator): old and new sequence and X.509
+// fingerprints.
+func (r *ZoneTrustDomainReconciler) recordRotation(zone *spirefedv1alpha1.ZoneTrustDomain, current, next *spirefedv1alpha1.BundleStatus) {
+	if current == nil || current.Digest == next.Digest {
+		return
+	}
+	describe := func(b *spirefedv1alpha1.BundleStatus) string {
+		sequence := "none"
+		if b.Sequence != nil {
+			sequence = fmt.Sprint(*b.Sequence)
+		}
+		fingerprints := make([]string, 0, len(b.X509Authorities))
+		for _, authority := range b.X509Authorities {
+			fingerprints = append(fingerprints, authority.SHA256Fingerprint[:12])
+		}
+		return fmt.Sprintf("sequence %s, X.509 %s, %d JWT", sequence, strings.Join(fingerprints, " "), len(b.JWTAuthorityKeyIDs))
+	}
+	r.EventRecorder.Eventf(zone, nil, corev1.EventTypeNormal, "BundleRotated", "Accept",
+		"Accepted a new bundle from %s: %s (was %s); peers get it now", next.Source, describe(next), describe(current))
 }
