@@ -6,12 +6,14 @@
 package argocd
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
 	lua "github.com/yuin/gopher-lua"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
@@ -170,5 +172,36 @@ func toLua(state *lua.LState, value any) lua.LValue {
 		return lua.LBool(v)
 	default:
 		return lua.LNil
+	}
+}
+
+// TestDocsSnippet keeps the argocd-cm snippet of docs/gitops.md equal to
+// the health scripts.
+func TestDocsSnippet(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "gitops.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := bytes.Index(doc, []byte("```yaml\n"))
+	end := bytes.Index(doc[start+8:], []byte("```"))
+	if start < 0 || end < 0 {
+		t.Fatal("docs/gitops.md has no yaml snippet")
+	}
+	var configMap corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(doc[start+8:start+8+end], &configMap); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"ZoneTrustDomain", "FederationMesh"} {
+		script, err := os.ReadFile(filepath.Join(customizations(t), kind, "health.lua"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := configMap.Data["resource.customizations.health.spirefed.io_"+kind]; got != string(script) {
+			t.Errorf("docs/gitops.md's script for %s differs from config/argocd", kind)
+		}
 	}
 }
