@@ -497,7 +497,10 @@ func TestFederationWithSPIRE(t *testing.T) {
 	})
 
 	t.Run("a stopped SPIRE server: its pairs say so, the others stay converged, nothing is deleted", func(t *testing.T) {
-		inA := federatedTrustDomainsIn(t, a.name, "spire")
+		// Let the rotation settle first: SPIRE may still publish a change
+		// of its bundle (the tainted authority), which peers then get.
+		waitForMeshCondition(t, "spire", spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
+		inA := namesOnly(federatedTrustDomainsIn(t, a.name, "spire"))
 		if err := c.server.Stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -515,7 +518,7 @@ func TestFederationWithSPIRE(t *testing.T) {
 				t.Errorf("pair %s->%s is %s (%s) while only %s's SPIRE is down", pair.From, pair.To, pair.State, pair.Message, c.name)
 			}
 		}
-		if after := federatedTrustDomainsIn(t, a.name, "spire"); !slices.Equal(after, inA) {
+		if after := namesOnly(federatedTrustDomainsIn(t, a.name, "spire")); !slices.Equal(after, inA) {
 			t.Errorf("zone %s lost ClusterFederatedTrustDomains: %v -> %v", a.name, inA, after)
 		}
 		if err := c.server.Start(testCtx); err != nil {
@@ -599,4 +602,15 @@ func eventCount(t *testing.T, names ...string) int32 {
 		}
 	}
 	return count
+}
+
+// namesOnly drops the "@resourceVersion" of federatedTrustDomainsIn's
+// entries: what exists, whether or not it was updated.
+func namesOnly(entries []string) []string {
+	names := make([]string, 0, len(entries))
+	for _, entry := range entries {
+		name, _, _ := strings.Cut(entry, "@")
+		names = append(names, name)
+	}
+	return names
 }
