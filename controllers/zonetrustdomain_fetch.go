@@ -93,6 +93,9 @@ func (r *ZoneTrustDomainReconciler) fetchAndAccept(ctx context.Context, zone *sp
 		r.finishReset(ctx, zone, accepted)
 	}
 	r.warnDropped(zone, zone.Status.Bundle, accepted, endpoint.URL)
+	if zone.Status.Bundle != nil && zone.Status.Bundle.Digest != accepted.Digest {
+		metrics.RecordRotation(zone.Name)
+	}
 	zone.Status.Bundle = accepted
 	return spirefedv1alpha1.ReasonFetched, fmt.Sprintf("Fetched bundle %s from %s", accepted.Digest[:12], endpoint.URL), r.FetchSchedule.AfterSuccess(fetched, interval)
 }
