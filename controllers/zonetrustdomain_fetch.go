@@ -93,7 +93,7 @@ func (r *ZoneTrustDomainReconciler) fetchAndAccept(ctx context.Context, zone *sp
 		r.finishReset(ctx, zone, accepted)
 	}
 	r.warnDropped(zone, zone.Status.Bundle, accepted, endpoint.URL)
-	if zone.Status.Bundle != nil && zone.Status.Bundle.Digest != accepted.Digest {
+	if previous := zone.Status.Bundle; previous != nil && previous.Source == spirefedv1alpha1.BundleSourceEndpoint && previous.Digest != accepted.Digest {
 		metrics.RecordRotation(zone.Name)
 	}
 	zone.Status.Bundle = accepted

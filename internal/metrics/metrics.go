@@ -92,7 +92,7 @@ var (
 	// BundleRotations counts the accepted endpoint bundles whose content changed.
 	BundleRotations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spirefed_bundle_rotations_total",
-		Help: "Bundles accepted from a zone's endpoint whose digest differs from the previous one (authority rotations and JWT key changes).",
+		Help: "Bundles accepted from a zone's endpoint whose digest differs from the previous endpoint bundle's (authority rotations and JWT key changes).",
 	}, []string{"zone"})
 )
 
@@ -172,7 +172,7 @@ func RecordHelmAction(zone string, previous *spirefedv1alpha1.SpireReleaseStatus
 }
 
 // RecordRotation counts an accepted endpoint bundle of a zone whose digest
-// changed.
+// differs from the previous endpoint bundle's.
 func RecordRotation(zone string) {
 	BundleRotations.WithLabelValues(zone).Inc()
 }
