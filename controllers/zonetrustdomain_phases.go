@@ -63,7 +63,7 @@ func (r *ZoneTrustDomainReconciler) reconcileSpire(ctx context.Context, zone *sp
 	}
 	previous := zone.Status.Spire
 	outcome, err := r.Releases.Reconcile(ctx, connected.Config, zone)
-	metrics.RecordHelmAction(zone.Name, previous, outcome.Release)
+	metrics.RecordHelmAction(zone.Name, previous, outcome.Release, outcome.Installed.Reason)
 	zone.Status.Spire = &outcome.Release
 	if err != nil {
 		return 0, err

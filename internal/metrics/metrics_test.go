@@ -40,11 +40,14 @@ func TestRecordHelmAction(t *testing.T) {
 		return spirefedv1alpha1.SpireReleaseStatus{LastAction: action, LastActionResult: result, LastActionTime: when}
 	}
 	first := status("Install", "Failed", &at)
-	RecordHelmAction("z", nil, first)
-	RecordHelmAction("z", &first, first) // no new action
+	RecordHelmAction("z", nil, first, spirefedv1alpha1.ReasonInstallFailed)
+	RecordHelmAction("z", &first, first, spirefedv1alpha1.ReasonInstallFailed) // no new action
+	// The chart could not be read: the time moves, no action was taken.
+	unread := status("Install", "Failed", &later)
+	RecordHelmAction("z", &first, unread, spirefedv1alpha1.ReasonChartUnavailable)
 	second := status("Install", "Succeeded", &later)
-	RecordHelmAction("z", &first, second)
-	RecordHelmAction("z", &second, status("", "", nil))
+	RecordHelmAction("z", &first, second, spirefedv1alpha1.ReasonSucceeded)
+	RecordHelmAction("z", &second, status("", "", nil), "")
 	if got := value(t, HelmActions.WithLabelValues("z", "Install", "Failed")); got != 1 {
 		t.Errorf("failed installs = %v, want 1", got)
 	}
