@@ -200,7 +200,7 @@ func (r *FederationMeshReconciler) requeueAfter(scope *meshScope) time.Duration 
 // writeStatus records the mesh's metrics and patches its status when it
 // changed.
 func (r *FederationMeshReconciler) writeStatus(ctx context.Context, before, mesh *spirefedv1alpha1.FederationMesh) error {
-	metrics.RecordMesh(mesh.Name, mesh.Status.PairTotals)
+	metrics.RecordMesh(mesh.Name, mesh.Status.PairTotals, mesh.Status.Pairs)
 	return status.Patch(ctx, r.Client, r.EventRecorder, before, mesh, func(m *spirefedv1alpha1.FederationMesh) any { return m.Status })
 }
 

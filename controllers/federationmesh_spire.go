@@ -38,7 +38,9 @@ func (r *FederationMeshReconciler) refreshSpire(ctx context.Context, scope *mesh
 		}
 		log := ctrl.LoggerFrom(ctx).WithValues("zone", link.From, "peer", peer.Spec.TrustDomain)
 		callCtx, cancel := context.WithTimeout(ctx, r.SpireCallTimeout)
+		start := r.Clock.Now()
 		err := server.RefreshBundle(callCtx, peer.Spec.TrustDomain)
+		metrics.RecordSpireRefresh(link.From, r.Clock.Since(start))
 		cancel()
 		if err != nil {
 			// Typically: spire-controller-manager has not created the

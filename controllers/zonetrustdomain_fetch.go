@@ -94,6 +94,9 @@ func (r *ZoneTrustDomainReconciler) fetchAndAccept(ctx context.Context, zone *sp
 	}
 	r.warnDropped(zone, zone.Status.Bundle, accepted, endpoint.URL)
 	r.recordRotation(zone, zone.Status.Bundle, accepted)
+	if previous := zone.Status.Bundle; previous != nil && previous.Source == spirefedv1alpha1.BundleSourceEndpoint && previous.Digest != accepted.Digest {
+		metrics.RecordRotation(zone.Name)
+	}
 	zone.Status.Bundle = accepted
 	return spirefedv1alpha1.ReasonFetched, fmt.Sprintf("Fetched bundle %s from %s", accepted.Digest[:12], endpoint.URL), r.FetchSchedule.AfterSuccess(fetched, interval)
 }

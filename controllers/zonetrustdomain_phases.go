@@ -18,6 +18,7 @@ import (
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
+	"github.com/spirefed/spire-federation-operator/internal/metrics"
 	"github.com/spirefed/spire-federation-operator/internal/status"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
@@ -61,7 +62,9 @@ func (r *ZoneTrustDomainReconciler) reconcileSpire(ctx context.Context, zone *sp
 		}
 		return 0, nil
 	}
+	previous := zone.Status.Spire
 	outcome, err := r.Releases.Reconcile(ctx, connected.Config, zone)
+	metrics.RecordHelmAction(zone.Name, previous, outcome.Release, outcome.Installed.Reason)
 	zone.Status.Spire = &outcome.Release
 	if err != nil {
 		return 0, err

@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +28,7 @@ var (
 
 	// ZoneX509AuthorityExpiry is the earliest notAfter of a zone's X.509 authorities.
 	ZoneX509AuthorityExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "spirefed_zone_x509_authority_earliest_expiry_seconds",
+		Name: "spirefed_zone_x509_authority_expiry_timestamp_seconds",
 		Help: "Unix time at which the first of the zone's X.509 authorities expires.",
 	}, []string{"zone"})
 
@@ -36,6 +37,12 @@ var (
 		Name: "spirefed_mesh_pairs",
 		Help: "Number of directed trust pairs of a FederationMesh, by state.",
 	}, []string{"mesh", "state"})
+
+	// MeshPairConverged is 1 for a Converged pair, 0 for a pair in any other state.
+	MeshPairConverged = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spirefed_mesh_pair_converged",
+		Help: "Whether a directed trust pair of a FederationMesh (from trusts to) is Converged (1) or not (0).",
+	}, []string{"mesh", "from", "to"})
 
 	// ZoneWrites counts the writes (applies and deletes) made in zone clusters.
 	ZoneWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -68,16 +75,39 @@ var (
 		Name: "spirefed_spire_bundle_refreshes_total",
 		Help: "Requests to a zone's SPIRE server to refresh a peer's bundle at once.",
 	}, []string{"zone"})
+
+	// SpireRefreshDuration observes how long refresh requests take, failed or not.
+	SpireRefreshDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "spirefed_spire_bundle_refresh_duration_seconds",
+		Help:    "Duration of requests to a zone's SPIRE server to refresh a peer's bundle, whatever their result.",
+		Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+	}, []string{"zone"})
+
+	// HelmActions counts the Helm actions on a zone's SPIRE release.
+	HelmActions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spirefed_helm_actions_total",
+		Help: "Helm actions (Install, Upgrade, Rollback, Uninstall) on a zone's SPIRE release, by result (Succeeded or Failed).",
+	}, []string{"zone", "action", "result"})
+
+	// BundleRotations counts the accepted endpoint bundles whose content changed.
+	BundleRotations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spirefed_bundle_rotations_total",
+		Help: "Bundles accepted from a zone's endpoint whose digest differs from the previous endpoint bundle's (authority rotations and JWT key changes).",
+	}, []string{"zone"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry, MeshPairs, ZoneWrites, SpireRefreshes,
-		BundleFetches, BundleFetchDuration, BundleLastFetch)
+	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry, MeshPairs, MeshPairConverged, ZoneWrites,
+		SpireRefreshes, SpireRefreshDuration, HelmActions, BundleFetches, BundleFetchDuration, BundleLastFetch, BundleRotations)
 }
 
 // ForgetMesh drops every series of a deleted mesh.
 func ForgetMesh(mesh string) {
 	MeshPairs.DeletePartialMatch(prometheus.Labels{"mesh": mesh})
+	MeshPairConverged.DeletePartialMatch(prometheus.Labels{"mesh": mesh})
+	pairsMu.Lock()
+	delete(pairs, mesh)
+	pairsMu.Unlock()
 }
 
 // ForgetZone drops every series of a deleted zone.
@@ -87,17 +117,74 @@ func ForgetZone(zone string) {
 	ZoneX509AuthorityExpiry.DeleteLabelValues(zone)
 	ZoneWrites.DeleteLabelValues(zone)
 	SpireRefreshes.DeleteLabelValues(zone)
+	SpireRefreshDuration.DeleteLabelValues(zone)
+	HelmActions.DeletePartialMatch(prometheus.Labels{"zone": zone})
+	BundleRotations.DeleteLabelValues(zone)
 	BundleFetches.DeletePartialMatch(prometheus.Labels{"zone": zone})
 	BundleFetchDuration.DeleteLabelValues(zone)
 	BundleLastFetch.DeleteLabelValues(zone)
 }
 
-// RecordMesh sets a mesh's pair counts by state.
-func RecordMesh(mesh string, totals map[spirefedv1alpha1.PairState]int32) {
+// pairs holds, by mesh, the pairs whose series were last set, so that the
+// series of pairs that left the mesh are deleted.
+var (
+	pairsMu sync.Mutex
+	pairs   = map[string]map[[2]string]bool{}
+)
+
+// RecordMesh sets a mesh's pair counts by state and each pair's
+// convergence; the series of pairs no longer in the mesh are deleted.
+func RecordMesh(mesh string, totals map[spirefedv1alpha1.PairState]int32, current []spirefedv1alpha1.PairStatus) {
 	for _, state := range []spirefedv1alpha1.PairState{spirefedv1alpha1.PairConverged, spirefedv1alpha1.PairPending, spirefedv1alpha1.PairStale,
 		spirefedv1alpha1.PairConflict, spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.PairGated} {
 		MeshPairs.WithLabelValues(mesh, string(state)).Set(float64(totals[state]))
 	}
+	seen := map[[2]string]bool{}
+	for _, pair := range current {
+		value := 0.0
+		if pair.State == spirefedv1alpha1.PairConverged {
+			value = 1
+		}
+		MeshPairConverged.WithLabelValues(mesh, pair.From, pair.To).Set(value)
+		seen[[2]string{pair.From, pair.To}] = true
+	}
+	pairsMu.Lock()
+	defer pairsMu.Unlock()
+	for pair := range pairs[mesh] {
+		if !seen[pair] {
+			MeshPairConverged.DeleteLabelValues(mesh, pair[0], pair[1])
+		}
+	}
+	pairs[mesh] = seen
+}
+
+// RecordHelmAction counts the Helm action a reconcile of a zone's SPIRE
+// release took, if any: one whose time differs from the previous status's.
+// installedReason is the SpireInstalled reason the reconcile produced: a
+// chart that could not be read (ChartUnavailable) moves the time without
+// an action.
+func RecordHelmAction(zone string, previous *spirefedv1alpha1.SpireReleaseStatus, current spirefedv1alpha1.SpireReleaseStatus, installedReason string) {
+	if current.LastAction == "" || current.LastActionResult == "" || current.LastActionTime == nil ||
+		installedReason == spirefedv1alpha1.ReasonChartUnavailable {
+		return
+	}
+	if previous != nil && previous.LastActionTime != nil && previous.LastActionTime.Equal(current.LastActionTime) &&
+		previous.LastAction == current.LastAction && previous.LastActionResult == current.LastActionResult {
+		return
+	}
+	HelmActions.WithLabelValues(zone, current.LastAction, current.LastActionResult).Inc()
+}
+
+// RecordRotation counts an accepted endpoint bundle of a zone whose digest
+// differs from the previous endpoint bundle's.
+func RecordRotation(zone string) {
+	BundleRotations.WithLabelValues(zone).Inc()
+}
+
+// RecordSpireRefresh observes the duration of a refresh request to a
+// zone's SPIRE server.
+func RecordSpireRefresh(zone string, took time.Duration) {
+	SpireRefreshDuration.WithLabelValues(zone).Observe(took.Seconds())
 }
 
 // RecordZone sets a zone's condition and authority gauges from its status.

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	ctrl "sigs.k8s.io/controller-runtime"
 )
 
 // ActionConfig configures Helm for a zone's cluster, with releases
@@ -19,12 +20,17 @@ import (
 func ActionConfig(config *rest.Config, namespace string) (*action.Configuration, error) {
 	helm := new(action.Configuration)
 	getter := &restClientGetter{config: config, namespace: namespace}
-	if err := helm.Init(getter, namespace, "secret", func(string, ...any) {}); err != nil {
+	if err := helm.Init(getter, namespace, "secret", helmLog); err != nil {
 		return nil, fmt.Errorf("configuring Helm for namespace %s: %w", namespace, err)
 	}
 	// Every stored revision counts, failed installs included.
 	helm.Releases.MaxHistory = maxHistory
 	return helm, nil
+}
+
+// helmLog writes Helm's own log lines at debug level (V(1)).
+func helmLog(format string, args ...any) {
+	ctrl.Log.WithName("helm").V(1).Info(fmt.Sprintf(format, args...))
 }
 
 // restClientGetter gives Helm the zone's rest config. Helm's kube client

@@ -1,0 +1,80 @@
+package metrics
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+)
+
+func TestRecordMeshPairs(t *testing.T) {
+	pair := func(from, to string, state spirefedv1alpha1.PairState) spirefedv1alpha1.PairStatus {
+		return spirefedv1alpha1.PairStatus{From: from, To: to, State: state}
+	}
+	RecordMesh("m", nil, []spirefedv1alpha1.PairStatus{pair("a", "b", spirefedv1alpha1.PairConverged), pair("b", "a", spirefedv1alpha1.PairPending)})
+	if got := value(t, MeshPairConverged.WithLabelValues("m", "a", "b")); got != 1 {
+		t.Errorf("a->b converged = %v, want 1", got)
+	}
+	if got := value(t, MeshPairConverged.WithLabelValues("m", "b", "a")); got != 0 {
+		t.Errorf("b->a converged = %v, want 0", got)
+	}
+	// b->a leaves the mesh: its series goes.
+	RecordMesh("m", nil, []spirefedv1alpha1.PairStatus{pair("a", "b", spirefedv1alpha1.PairConverged)})
+	if got := count(MeshPairConverged); got != 1 {
+		t.Errorf("%d pair series after a pair left, want 1", got)
+	}
+	ForgetMesh("m")
+	if got := count(MeshPairConverged); got != 0 {
+		t.Errorf("%d pair series after ForgetMesh, want 0", got)
+	}
+}
+
+func TestRecordHelmAction(t *testing.T) {
+	at := metav1.NewTime(time.Unix(1000, 0))
+	later := metav1.NewTime(time.Unix(2000, 0))
+	status := func(action, result string, when *metav1.Time) spirefedv1alpha1.SpireReleaseStatus {
+		return spirefedv1alpha1.SpireReleaseStatus{LastAction: action, LastActionResult: result, LastActionTime: when}
+	}
+	first := status("Install", "Failed", &at)
+	RecordHelmAction("z", nil, first, spirefedv1alpha1.ReasonInstallFailed)
+	RecordHelmAction("z", &first, first, spirefedv1alpha1.ReasonInstallFailed) // no new action
+	// The chart could not be read: the time moves, no action was taken.
+	unread := status("Install", "Failed", &later)
+	RecordHelmAction("z", &first, unread, spirefedv1alpha1.ReasonChartUnavailable)
+	second := status("Install", "Succeeded", &later)
+	RecordHelmAction("z", &first, second, spirefedv1alpha1.ReasonSucceeded)
+	RecordHelmAction("z", &second, status("", "", nil), "")
+	if got := value(t, HelmActions.WithLabelValues("z", "Install", "Failed")); got != 1 {
+		t.Errorf("failed installs = %v, want 1", got)
+	}
+	if got := value(t, HelmActions.WithLabelValues("z", "Install", "Succeeded")); got != 1 {
+		t.Errorf("succeeded installs = %v, want 1", got)
+	}
+	ForgetZone("z")
+	if got := count(HelmActions); got != 0 {
+		t.Errorf("%d Helm action series after ForgetZone, want 0", got)
+	}
+}
+
+func value(t *testing.T, metric prometheus.Metric) float64 {
+	t.Helper()
+	out := &dto.Metric{}
+	if err := metric.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Gauge != nil {
+		return out.Gauge.GetValue()
+	}
+	return out.Counter.GetValue()
+}
+
+func count(collector prometheus.Collector) int {
+	metrics := make(chan prometheus.Metric, 100)
+	collector.Collect(metrics)
+	close(metrics)
+	return len(metrics)
+}
