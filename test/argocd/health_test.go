@@ -7,12 +7,10 @@ package argocd
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
-	lua "github.com/yuin/gopher-lua"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -119,60 +117,11 @@ func TestMeshHealthFromOperatorStatus(t *testing.T) {
 // health runs a health script on obj as Argo CD does.
 func health(t *testing.T, script string, obj map[string]any) (string, string) {
 	t.Helper()
-	state := lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer state.Close()
-	for _, open := range []struct {
-		name string
-		fn   lua.LGFunction
-	}{{lua.BaseLibName, lua.OpenBase}, {lua.TabLibName, lua.OpenTable}, {lua.StringLibName, lua.OpenString}, {lua.MathLibName, lua.OpenMath}} {
-		state.Push(state.NewFunction(open.fn))
-		state.Push(lua.LString(open.name))
-		state.Call(1, 0)
-	}
-	// Through JSON, as Argo CD passes objects: numbers are float64.
-	data, err := json.Marshal(obj)
+	status, message, err := testenv.ArgoCDHealth(script, obj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var decoded any
-	if err := json.Unmarshal(data, &decoded); err != nil {
-		t.Fatal(err)
-	}
-	state.SetGlobal("obj", toLua(state, decoded))
-	if err := state.DoFile(script); err != nil {
-		t.Fatalf("%s: %v", script, err)
-	}
-	result, ok := state.Get(-1).(*lua.LTable)
-	if !ok {
-		t.Fatalf("%s returned %s, not a table", script, state.Get(-1).Type())
-	}
-	return lua.LVAsString(result.RawGetString("status")), lua.LVAsString(result.RawGetString("message"))
-}
-
-// toLua converts decoded JSON into Lua values.
-func toLua(state *lua.LState, value any) lua.LValue {
-	switch v := value.(type) {
-	case map[string]any:
-		table := state.NewTable()
-		for key, item := range v {
-			table.RawSetString(key, toLua(state, item))
-		}
-		return table
-	case []any:
-		table := state.NewTable()
-		for _, item := range v {
-			table.Append(toLua(state, item))
-		}
-		return table
-	case string:
-		return lua.LString(v)
-	case float64:
-		return lua.LNumber(v)
-	case bool:
-		return lua.LBool(v)
-	default:
-		return lua.LNil
-	}
+	return status, message
 }
 
 // TestDocsSnippet keeps the argocd-cm snippet of docs/gitops.md equal to
