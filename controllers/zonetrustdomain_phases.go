@@ -62,9 +62,10 @@ func (r *ZoneTrustDomainReconciler) reconcileSpire(ctx context.Context, zone *sp
 		}
 		return 0, nil
 	}
-	previous := zone.Status.Spire
 	outcome, err := r.Releases.Reconcile(ctx, connected.Config, zone)
-	metrics.RecordHelmAction(zone.Name, previous, outcome.Release, outcome.Installed.Reason)
+	if outcome.Acted {
+		metrics.RecordHelmAction(zone.Name, outcome.Release.LastAction, outcome.Release.LastActionResult)
+	}
 	zone.Status.Spire = &outcome.Release
 	if err != nil {
 		return 0, err

@@ -158,21 +158,10 @@ func RecordMesh(mesh string, totals map[spirefedv1alpha1.PairState]int32, curren
 	pairs[mesh] = seen
 }
 
-// RecordHelmAction counts the Helm action a reconcile of a zone's SPIRE
-// release took, if any: one whose time differs from the previous status's.
-// installedReason is the SpireInstalled reason the reconcile produced: a
-// chart that could not be read (ChartUnavailable) moves the time without
-// an action.
-func RecordHelmAction(zone string, previous *spirefedv1alpha1.SpireReleaseStatus, current spirefedv1alpha1.SpireReleaseStatus, installedReason string) {
-	if current.LastAction == "" || current.LastActionResult == "" || current.LastActionTime == nil ||
-		installedReason == spirefedv1alpha1.ReasonChartUnavailable {
-		return
-	}
-	if previous != nil && previous.LastActionTime != nil && previous.LastActionTime.Equal(current.LastActionTime) &&
-		previous.LastAction == current.LastAction && previous.LastActionResult == current.LastActionResult {
-		return
-	}
-	HelmActions.WithLabelValues(zone, current.LastAction, current.LastActionResult).Inc()
+// RecordHelmAction counts a Helm action run on a zone's releases, by its
+// result.
+func RecordHelmAction(zone, action, result string) {
+	HelmActions.WithLabelValues(zone, action, result).Inc()
 }
 
 // RecordRotation counts an accepted endpoint bundle of a zone whose digest

@@ -46,6 +46,10 @@ type Outcome struct {
 	Requeue time.Duration
 	// Events to record on the zone.
 	Events []Event
+	// Acted says whether this pass ran a Helm action (Release.LastAction
+	// and LastActionResult describe it); a chart that could not be read,
+	// a backoff or an up-to-date release run none.
+	Acted bool
 }
 
 // Event is an Event to record on the zone.
@@ -74,8 +78,7 @@ func (l *Lifecycle) Reconcile(ctx context.Context, config *rest.Config, zone *sp
 	}
 	digest := specDigest(zone, values)
 	if wait := l.backoff(&out.Release, digest); wait > 0 {
-		out.Requeue = wait
-		out.Installed.Type = "" // unchanged
+		out.Requeue = wait // SpireInstalled unchanged
 		return out, nil
 	}
 	desired, err := l.desiredRelease(ctx, zone, values)
@@ -118,7 +121,7 @@ func (l *Lifecycle) Reconcile(ctx context.Context, config *rest.Config, zone *sp
 
 	release := &out.Release
 	if state.Action != "" {
-		l.recordAction(release, state.Action, "Succeeded")
+		l.recordAction(&out, state.Action, "Succeeded")
 		out.Events = append(out.Events, Event{corev1.EventTypeNormal, state.Action + "Succeeded", state.Action,
 			fmt.Sprintf("Helm %s of release %s succeeded: revision %d", strings.ToLower(state.Action), desired.ReleaseName, release.Revision)})
 	}
@@ -234,7 +237,7 @@ func (l *Lifecycle) failed(out *Outcome, digest, action, reason, message string)
 	release.Failures++
 	release.LastAttemptedDigest = digest
 	if action != "" {
-		l.recordAction(release, action, "Failed")
+		l.recordAction(out, action, "Failed")
 	} else {
 		now := metav1.NewTime(l.Clock.Now())
 		release.LastActionTime = &now
@@ -243,8 +246,10 @@ func (l *Lifecycle) failed(out *Outcome, digest, action, reason, message string)
 	out.Requeue = max(l.backoff(release, digest), time.Second)
 }
 
-func (l *Lifecycle) recordAction(release *spirefedv1alpha1.SpireReleaseStatus, action, result string) {
+func (l *Lifecycle) recordAction(out *Outcome, action, result string) {
 	now := metav1.NewTime(l.Clock.Now())
+	out.Acted = true
+	release := &out.Release
 	release.LastAction = action
 	release.LastActionResult = result
 	release.LastActionTime = &now

@@ -52,10 +52,15 @@ func TestFailedCountsPerDigest(t *testing.T) {
 	lifecycle := &Lifecycle{RetryInterval: 10 * time.Second, MaxRetryInterval: time.Minute, Clock: clocktesting.NewFakePassiveClock(now)}
 	out := Outcome{Release: spirefedv1alpha1.SpireReleaseStatus{Failures: 3, LastAttemptedDigest: "old"}}
 	lifecycle.failed(&out, "new", ActionUpgrade, spirefedv1alpha1.ReasonUpgradeFailed, "boom")
-	if out.Release.Failures != 1 || out.Release.LastAction != ActionUpgrade || out.Release.LastActionResult != "Failed" || out.Requeue != 10*time.Second {
-		t.Errorf("after a failure of a new spec: %+v, requeue %s", out.Release, out.Requeue)
+	if out.Release.Failures != 1 || out.Release.LastAction != ActionUpgrade || out.Release.LastActionResult != "Failed" || out.Requeue != 10*time.Second || !out.Acted {
+		t.Errorf("after a failure of a new spec: %+v, requeue %s, acted %v", out.Release, out.Requeue, out.Acted)
 	}
+	// A chart that cannot be read is a failure, but no Helm action.
+	out.Acted = false
 	lifecycle.failed(&out, "new", "", spirefedv1alpha1.ReasonChartUnavailable, "no chart")
+	if out.Acted {
+		t.Error("a chart that could not be read counts as a Helm action")
+	}
 	if out.Release.Failures != 2 || out.Installed.Reason != spirefedv1alpha1.ReasonChartUnavailable || out.Requeue != 20*time.Second {
 		t.Errorf("after a second failure: %+v %s, requeue %s", out.Release, out.Installed.Reason, out.Requeue)
 	}
