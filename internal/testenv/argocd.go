@@ -9,14 +9,24 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// ArgoCDHealthScript is the path of the Argo CD health check of a kind of
-// the operator's API (config/argocd/resource_customizations).
-func ArgoCDHealthScript(kind string) (string, error) {
+// ArgoCDCustomizations is the folder of the Argo CD health checks of the
+// operator's API group, one folder per kind.
+func ArgoCDCustomizations() (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(root, "config", "argocd", "resource_customizations", "spirefed.io", kind, "health.lua"), nil
+	return filepath.Join(root, "config", "argocd", "resource_customizations", "spirefed.io"), nil
+}
+
+// ArgoCDHealthScript is the path of the Argo CD health check of a kind of
+// the operator's API.
+func ArgoCDHealthScript(kind string) (string, error) {
+	dir, err := ArgoCDCustomizations()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, kind, "health.lua"), nil
 }
 
 // ArgoCDHealth runs an Argo CD health script on an object (anything that

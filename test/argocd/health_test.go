@@ -34,11 +34,11 @@ type healthTests struct {
 
 func customizations(t *testing.T) string {
 	t.Helper()
-	root, err := testenv.RepoRoot()
+	dir, err := testenv.ArgoCDCustomizations()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Join(root, "config", "argocd", "resource_customizations", spirefedv1alpha1.GroupVersion.Group)
+	return dir
 }
 
 // TestHealthChecks runs every case of each kind's health_test.yaml.
