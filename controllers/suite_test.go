@@ -222,20 +222,7 @@ func newZone(name, trustDomain, secretName string) *spirefedv1alpha1.ZoneTrustDo
 
 // newZoneAt is newZone with the bundle endpoint at url.
 func newZoneAt(name, trustDomain, secretName, url string) *spirefedv1alpha1.ZoneTrustDomain {
-	return &spirefedv1alpha1.ZoneTrustDomain{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: spirefedv1alpha1.ZoneTrustDomainSpec{
-			TrustDomain: trustDomain,
-			ClusterName: name,
-			Cluster: spirefedv1alpha1.ClusterAccess{
-				KubeconfigSecretRef: &spirefedv1alpha1.KubeconfigSecretReference{Name: secretName},
-			},
-			Spire: spirefedv1alpha1.SpireInstallation{
-				Install: spirefedv1alpha1.SpireInstallExternal, Namespace: "spire-server", ReleaseName: "spire", ClassName: "spire-server-spire",
-			},
-			BundleEndpoint: spirefedv1alpha1.BundleEndpoint{URL: url},
-		},
-	}
+	return testenv.ExternalZone(name, trustDomain, secretName, url)
 }
 
 // writeBundleConfigMap writes the spire-bundle ConfigMap of a zone cluster.

@@ -191,20 +191,7 @@ func families(exposition string) []string {
 }
 
 func zone(name, trustDomain, secret, url string) *spirefedv1alpha1.ZoneTrustDomain {
-	return &spirefedv1alpha1.ZoneTrustDomain{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: spirefedv1alpha1.ZoneTrustDomainSpec{
-			TrustDomain: trustDomain,
-			ClusterName: name,
-			Cluster: spirefedv1alpha1.ClusterAccess{
-				KubeconfigSecretRef: &spirefedv1alpha1.KubeconfigSecretReference{Name: secret},
-			},
-			Spire: spirefedv1alpha1.SpireInstallation{
-				Install: spirefedv1alpha1.SpireInstallExternal, Namespace: "spire-server", ReleaseName: "spire", ClassName: "spire-server-spire",
-			},
-			BundleEndpoint: spirefedv1alpha1.BundleEndpoint{URL: url},
-		},
-	}
+	return testenv.ExternalZone(name, trustDomain, secret, url)
 }
 
 func create(ctx context.Context, t *testing.T, c client.Client, object client.Object) {
