@@ -44,6 +44,11 @@ func requireValidAuthorities(t *testing.T, kept []*x509.Certificate, dropped []b
 		if !cert.BasicConstraintsValid || !cert.IsCA || (cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0) {
 			t.Fatalf("accepted %s, which is not a CA that signs certificates", cert.Subject)
 		}
+		switch cert.PublicKey.(type) {
+		case *ecdsa.PublicKey, *rsa.PublicKey, ed25519.PublicKey:
+		default:
+			t.Fatalf("accepted %s with a %T public key", cert.Subject, cert.PublicKey)
+		}
 		if fuzzChecks.Now.After(cert.NotAfter) || cert.NotBefore.After(fuzzChecks.Now.Add(bundle.ClockSkew)) {
 			t.Fatalf("accepted %s outside its validity %s..%s", cert.Subject, cert.NotBefore, cert.NotAfter)
 		}

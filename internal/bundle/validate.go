@@ -108,6 +108,14 @@ func checkAuthority(cert *x509.Certificate) error {
 	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return fmt.Errorf("certificate %q (sha256 %s) may not sign certificates", cert.Subject, Fingerprint(cert))
 	}
+	// crypto/x509 parses a certificate whose key algorithm it does not
+	// know, leaving PublicKey nil: such an authority can verify nothing
+	// and cannot be written back as a JWK.
+	switch cert.PublicKey.(type) {
+	case *ecdsa.PublicKey, *rsa.PublicKey, ed25519.PublicKey:
+	default:
+		return fmt.Errorf("certificate %q (sha256 %s) has no supported public key (ECDSA, RSA or Ed25519)", cert.Subject, Fingerprint(cert))
+	}
 	return nil
 }
 

@@ -1,7 +1,9 @@
 package bundle_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -27,7 +29,7 @@ type authorities struct {
 	now                                                   time.Time
 	valid, expired, future, withinSkew, prepared, foreign *testenv.CA
 	foreignExpired, noURI                                 *testenv.CA
-	leaf                                                  *x509.Certificate
+	leaf, unknownKey                                      *x509.Certificate
 }
 
 func newAuthorities(t *testing.T) *authorities {
@@ -56,7 +58,28 @@ func newAuthorities(t *testing.T) *authorities {
 		t.Fatal(err)
 	}
 	a.leaf = leaf
+	a.unknownKey = withUnknownKeyAlgorithm(t, a.valid.Cert)
 	return a
+}
+
+// withUnknownKeyAlgorithm re-encodes cert with its id-ecPublicKey algorithm
+// identifier changed to an unassigned one: crypto/x509 still parses it,
+// with a nil PublicKey (a fuzzing find).
+func withUnknownKeyAlgorithm(t *testing.T, cert *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	ecPublicKey := []byte{0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01}
+	unassigned := []byte{0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x09}
+	if !bytes.Contains(cert.Raw, ecPublicKey) {
+		t.Fatal("the test CA has no EC public key")
+	}
+	changed, err := x509.ParseCertificate(bytes.Replace(cert.Raw, ecPublicKey, unassigned, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.PublicKey != nil {
+		t.Fatalf("crypto/x509 now parses the unassigned algorithm to a %T", changed.PublicKey)
+	}
+	return changed
 }
 
 func certs(cas ...*testenv.CA) []*x509.Certificate {
@@ -168,6 +191,7 @@ func TestParseX509AuthoritiesValidation(t *testing.T) {
 		{name: "the zone's CA and a foreign one", input: testenv.PEM(a.valid.Cert, a.foreign.Cert), wantErr: "not trust domain zone1.example"},
 		{name: "an expired foreign CA is still foreign", input: testenv.PEM(a.valid.Cert, a.foreignExpired.Cert), wantErr: "not trust domain zone1.example"},
 		{name: "leaf certificate", input: testenv.PEM(a.valid.Cert, a.leaf), wantErr: "is not a CA certificate"},
+		{name: "unknown public key algorithm", input: testenv.PEM(a.valid.Cert, a.unknownKey), wantErr: "has no supported public key"},
 		{name: "private key block", input: append(testenv.PEM(a.valid.Cert), key...), wantErr: "PEM block 2 is a private key"},
 		{name: "PKCS#8 private key block", input: append(pkcs8, testenv.PEM(a.valid.Cert)...), wantErr: "PEM block 1 is a private key"},
 		{name: "other block type", input: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: []byte{1}}), wantErr: "not a CERTIFICATE"},
@@ -216,6 +240,16 @@ func spiffeDocument(t *testing.T, x509Authorities []*x509.Certificate, jwt ...*t
 		t.Fatal(err)
 	}
 	return document
+}
+
+// withX5C replaces the certificate of the document's first key: the JWK's
+// own members still describe the original key.
+func withX5C(t *testing.T, document []byte, cert *x509.Certificate) []byte {
+	t.Helper()
+	return editKeys(t, document, func(keys []any) []any {
+		keys[0].(map[string]any)["x5c"] = []any{base64.StdEncoding.EncodeToString(cert.Raw)}
+		return keys
+	})
 }
 
 // editKeys applies edit to the document's keys array.
@@ -281,6 +315,7 @@ func TestParseSPIFFEValidation(t *testing.T) {
 		{name: "prepared, not yet active, travels with the active one", input: spiffeDocument(t, certs(a.valid, a.prepared)), wantKept: certs(a.valid, a.prepared)},
 		{name: "another zone's CA", input: spiffeDocument(t, certs(a.valid, a.foreign)), wantErr: "not trust domain zone1.example"},
 		{name: "leaf", input: spiffeDocument(t, []*x509.Certificate{a.leaf}), wantErr: "is not a CA certificate"},
+		{name: "unknown public key algorithm", input: withX5C(t, valid, a.unknownKey), wantErr: "has no supported public key"},
 		{name: "too many X.509 authorities", input: spiffeDocument(t, manyCAs(t, bundle.MaxX509Authorities+1)), wantErr: fmt.Sprintf("65 X.509 authorities, more than %d", bundle.MaxX509Authorities)},
 		{name: "too many JWT authorities", input: spiffeDocument(t, certs(a.valid), jwtKeys...), wantErr: fmt.Sprintf("65 JWT authorities, more than %d", bundle.MaxJWTAuthorities)},
 		{name: "too many keys", input: tooManyKeys, wantErr: "keys, more than"},
