@@ -3,8 +3,8 @@ package bundle_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
