@@ -82,6 +82,7 @@ type KubeconfigSecretReference struct {
 
 // SpireInstallMode says who installs SPIRE in a zone.
 // +kubebuilder:validation:Enum=Helm;External
+// +kubebuilder:validation:MaxLength=16
 type SpireInstallMode string
 
 const (
@@ -96,6 +97,14 @@ const (
 // SpireInstallation describes the zone's SPIRE.
 // +kubebuilder:validation:XValidation:rule="self.install != 'External' || (has(self.className) && size(self.className) > 0)",message="spire.className is required when spire.install is External"
 // +kubebuilder:validation:XValidation:rule="self.install != 'Helm' || !has(self.className)",message="spire.className is derived for Helm installs as <namespace>-<releaseName>; set it only with install External"
+// +kubebuilder:validation:XValidation:rule="(has(self.shape) && self.shape == 'Nested') == has(self.nested)",message="spire.nested is required for shape Nested and not allowed otherwise"
+// +kubebuilder:validation:XValidation:rule="(has(self.shape) && self.shape == 'HA') == has(self.ha)",message="spire.ha is required for shape HA and not allowed otherwise"
+// +kubebuilder:validation:XValidation:rule="(has(oldSelf.shape) ? oldSelf.shape : 'Single') == (has(self.shape) ? self.shape : 'Single')",message="spire.shape is immutable (Helm releases would stay behind); create a new zone instead"
+// +kubebuilder:validation:XValidation:rule="!has(self.nested) || self.install != 'External' || self.nested.children.all(c, has(c.spire.className))",message="spire.nested.children[].spire.className is required when spire.install is External"
+// +kubebuilder:validation:XValidation:rule="!has(self.ha) || self.install != 'External' || (has(self.ha.a.spire.className) && has(self.ha.b.spire.className))",message="spire.ha.a.spire.className and spire.ha.b.spire.className are required when spire.install is External"
+// +kubebuilder:validation:XValidation:rule="self.install != 'Helm' || ((!has(self.nested) || self.nested.children.all(c, !has(c.spire.className))) && (!has(self.ha) || (!has(self.ha.a.spire.className) && !has(self.ha.b.spire.className))))",message="the classNames of nested children and HA sides are derived for Helm installs; set them only with install External"
+// +kubebuilder:validation:XValidation:rule="!has(self.ha) || has(self.ha.a.cluster) || has(self.ha.b.cluster) || self.install != 'External' || self.ha.a.spire.className == self.ha.b.spire.className",message="HA sides in one cluster share their objects: give spire.ha.a and spire.ha.b the same className"
+// +kubebuilder:validation:XValidation:rule="!has(self.ha) || self.ha.a.bundleEndpointURL != self.ha.b.bundleEndpointURL",message="spire.ha.a and spire.ha.b need their own bundleEndpointURL"
 type SpireInstallation struct {
 	// Install says who installs SPIRE: Helm (the operator) or External.
 	// +kubebuilder:default=Helm
@@ -162,6 +171,21 @@ type SpireInstallation struct {
 	// this zone cannot be confirmed Converged.
 	// +optional
 	ServerAccess *SpireServerAccess `json:"serverAccess,omitempty"`
+
+	// Shape of the trust domain's SPIRE: Single (empty: one server in
+	// spec.cluster), Nested (a root server in spec.cluster and nested
+	// servers in spire.nested.children) or HA (two independent sides,
+	// spire.ha). Immutable.
+	// +optional
+	Shape SpireShape `json:"shape,omitempty"`
+
+	// Nested lists the child clusters of shape Nested.
+	// +optional
+	Nested *NestedSpire `json:"nested,omitempty"`
+
+	// HA describes the sides of shape HA.
+	// +optional
+	HA *HASpire `json:"ha,omitempty"`
 }
 
 // SpireServerAccess is one way to reach a SPIRE server's admin API.
@@ -400,6 +424,13 @@ type ZoneTrustDomainStatus struct {
 	// Spire is the state of a Helm install of SPIRE.
 	// +optional
 	Spire *SpireReleaseStatus `json:"spire,omitempty"`
+
+	// Clusters is the state of every cluster (or side) of a Nested or HA
+	// trust domain.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Clusters []TrustDomainClusterStatus `json:"clusters,omitempty"`
 }
 
 // SpireReleaseStatus is the state of the spire and spire-crds releases.
