@@ -290,10 +290,11 @@ func (r *Registry) probeLoop(ctx context.Context, zone *Zone) {
 	}
 }
 
-// enqueue asks for the zone to be reconciled.
+// enqueue asks for the zone to be reconciled (the zone a cluster's view
+// belongs to, for the clusters of nested and HA trust domains).
 func (r *Registry) enqueue(ctx context.Context, name string) {
 	select {
-	case r.events <- event.GenericEvent{Object: &spirefedv1alpha1.ZoneTrustDomain{ObjectMeta: metav1.ObjectMeta{Name: name}}}:
+	case r.events <- event.GenericEvent{Object: &spirefedv1alpha1.ZoneTrustDomain{ObjectMeta: metav1.ObjectMeta{Name: ZoneOf(name)}}}:
 	case <-ctx.Done():
 	}
 }
