@@ -128,6 +128,10 @@ type meshScope struct {
 	observed *meshstatus.Observation
 	// connected zones (filled by observeZones).
 	connected map[string]*zones.Zone
+	// clusters of each reachable zone that receive its objects, and why
+	// its other clusters could not be reached (filled by observeZones).
+	clusters        map[string][]*zoneCluster
+	clusterProblems map[string][]string
 	// spireServers of the zones whose SPIRE server was read.
 	spireServers map[string]spireaccess.Server
 	plan         plan.Plan

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -63,40 +64,40 @@ func (r *FederationMeshReconciler) resolveMembers(ctx context.Context, mesh *spi
 	return members, nil
 }
 
-// observeZones connects to every member zone and reads what it holds. A
-// zone that cannot be reached or read is recorded as unreachable: nothing
-// is applied or pruned there.
+// observeZones connects to every cluster of every member zone (one, or
+// the clusters of a nested or HA trust domain) and reads what it holds. A
+// zone none of whose clusters can be reached or read is recorded as
+// unreachable: nothing is applied or pruned there.
 func (r *FederationMeshReconciler) observeZones(ctx context.Context, scope *meshScope) {
 	scope.observed = meshstatus.NewObservation()
 	scope.spireServers = map[string]spireaccess.Server{}
 	scope.connected = map[string]*zones.Zone{}
+	scope.clusters = map[string][]*zoneCluster{}
+	scope.clusterProblems = map[string][]string{}
 	for name, zone := range scope.members {
 		if zone == nil {
 			continue
 		}
-		connected, err := r.Zones.Connect(ctx, zone)
-		if err != nil {
-			scope.observed.Unreachable[name] = err.Error()
+		clusters, problems := r.observeClusters(ctx, scope.mesh.Name, zone)
+		if len(clusters) == 0 {
+			scope.observed.Unreachable[name] = strings.Join(problems, "; ")
 			continue
 		}
-		live, err := apply.Observe(ctx, connected.Client, scope.mesh.Name, name)
-		if err != nil {
-			scope.observed.Unreachable[name] = err.Error()
-			continue
-		}
-		scope.observed.Live[name] = live
-		scope.connected[name] = connected
-		r.observeSpire(ctx, scope, zone, connected)
+		scope.observed.Live[name] = clusters[0].live
+		scope.connected[name] = clusters[0].connected
+		scope.clusters[name] = clusters
+		scope.clusterProblems[name] = problems
+		r.observeSpire(ctx, scope, zone, clusters)
 	}
 }
 
-// observeSpire reads which federated bundles a zone's SPIRE server holds,
-// when the zone names a way to reach it.
-func (r *FederationMeshReconciler) observeSpire(ctx context.Context, scope *meshScope, zone *spirefedv1alpha1.ZoneTrustDomain, connected *zones.Zone) {
+// observeSpire reads which federated bundles a zone's SPIRE servers hold,
+// when the zone names a way to reach them.
+func (r *FederationMeshReconciler) observeSpire(ctx context.Context, scope *meshScope, zone *spirefedv1alpha1.ZoneTrustDomain, clusters []*zoneCluster) {
 	if r.Spire == nil {
 		return
 	}
-	server, err := r.Spire.ServerFor(zone, connected.Config, connected.Clientset)
+	server, err := r.spireServersOf(clusters)
 	if server == nil && err == nil {
 		return
 	}
@@ -115,13 +116,17 @@ func (r *FederationMeshReconciler) observeSpire(ctx context.Context, scope *mesh
 // applyPlan applies each reachable zone's plan. A failure in one zone does
 // not stop the others.
 func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshScope) {
-	for name, live := range scope.observed.Live {
+	for name := range scope.observed.Live {
 		if err := r.claimZone(ctx, scope.mesh, name); err != nil {
 			scope.observed.ApplyErrors[name] = err
 			continue
 		}
 		zonePlan := scope.plan.Zones[name]
-		result, err := r.writeZone(ctx, name, scope.connected[name], live, zonePlan)
+		result, err := r.writeClusters(ctx, name, scope.clusters[name], zonePlan)
+		if problems := scope.clusterProblems[name]; len(problems) > 0 && err == nil {
+			// What the clusters not reached hold is not known to be current.
+			result.Current, err = nil, unreachableClusters(problems)
+		}
 		scope.observed.Applied[name] = result
 		if err != nil {
 			scope.observed.ApplyErrors[name] = fmt.Errorf("applying mesh %s in zone %s: %w", scope.mesh.Name, name, err)
@@ -198,11 +203,25 @@ func (r *FederationMeshReconciler) cleanupZone(ctx context.Context, mesh *spiref
 		}
 		return false, fmt.Errorf("reading zone %s: %w", name, err)
 	}
-	connected, err := r.Zones.Connect(ctx, zone)
+	done := true
+	for _, target := range zones.FederationTargets(zone) {
+		clusterDone, err := r.cleanupCluster(ctx, mesh, name, target)
+		if err != nil {
+			return false, err
+		}
+		done = done && clusterDone
+	}
+	return done, nil
+}
+
+// cleanupCluster deletes what mesh owns for a zone in one of the zone's
+// clusters. It says whether that cluster is clean (or gone).
+func (r *FederationMeshReconciler) cleanupCluster(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, name string, target zones.FederationTarget) (bool, error) {
+	connected, err := r.Zones.Connect(ctx, target.Cluster.View)
 	if secretGone(err) {
 		r.EventRecorder.Eventf(mesh, nil, corev1.EventTypeWarning, "ObjectsLeftBehind", "Delete",
 			"Zone %s: %s; the mesh's objects in its cluster are left behind: delete those labelled %s=%s,%s=%s there",
-			name, err.Error(), plan.LabelMesh, mesh.Name, plan.LabelZone, name)
+			name, clusterError(target.Cluster, err).Error(), plan.LabelMesh, mesh.Name, plan.LabelZone, name)
 		return true, nil
 	}
 	if err != nil {
@@ -214,7 +233,7 @@ func (r *FederationMeshReconciler) cleanupZone(ctx context.Context, mesh *spiref
 	}
 	result, err := r.writeZone(ctx, name, connected, live, &plan.ZonePlan{Zone: name})
 	if err != nil {
-		return false, fmt.Errorf("removing mesh %s from zone %s: %w", mesh.Name, name, err)
+		return false, fmt.Errorf("removing mesh %s from zone %s: %w", mesh.Name, name, clusterError(target.Cluster, err))
 	}
 	return result.Deferred == 0, nil
 }
