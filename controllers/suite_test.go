@@ -135,6 +135,7 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		Clock:            realClock,
 	}
 	applier := &apply.Applier{}
+	spireServers := &spireaccess.Access{}
 	if err := (&ZoneTrustDomainReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
@@ -142,6 +143,7 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		EventRecorder:           mgr.GetEventRecorder("spire-federation-operator"),
 		Applier:                 applier,
 		Releases:                releases,
+		Spire:                   spireServers,
 		Fetcher:                 bundle.Fetcher{Timeout: 2 * time.Second, Clock: realClock},
 		FetchSchedule:           bundle.Schedule{DefaultInterval: 2 * time.Second, MinInterval: time.Second, MaxInterval: time.Hour, RetryInterval: time.Second},
 		ResyncInterval:          time.Second,
@@ -156,7 +158,7 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		Zones:                registry,
 		Applier:              applier,
 		EventRecorder:        mgr.GetEventRecorder("spire-federation-operator"),
-		Spire:                &spireaccess.Access{},
+		Spire:                spireServers,
 		ResyncInterval:       5 * time.Second,
 		SpireRefreshInterval: time.Second,
 		SpireCallTimeout:     10 * time.Second,

@@ -52,6 +52,9 @@ type ZoneTrustDomainReconciler struct {
 	EventRecorder events.EventRecorder
 	// Applier removes what the operator wrote in a deleted zone's cluster.
 	Applier ZoneWriter
+	// Spire reaches the SPIRE servers of nested and HA trust domains'
+	// clusters (optional: without it they are not observed).
+	Spire SpireAccess
 	// Releases installs SPIRE in zones with spire.install Helm.
 	Releases SpireReleases
 	// Fetcher fetches bundles from bundle endpoints, as often as
@@ -151,6 +154,8 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// Before the fetch: an HA trust domain is fetched from a healthy side.
+	nextClusters := r.reconcileClusters(ctx, zone)
 	nextFetch, err := r.reconcileFetch(ctx, zone, bootstrapAuthorities)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -162,6 +167,9 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	next := min(nextFetch, r.ResyncInterval)
 	if nextSpire > 0 {
 		next = min(next, nextSpire)
+	}
+	if nextClusters > 0 {
+		next = min(next, nextClusters)
 	}
 	return ctrl.Result{RequeueAfter: next}, nil
 }

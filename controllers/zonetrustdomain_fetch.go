@@ -33,7 +33,7 @@ func (r *ZoneTrustDomainReconciler) reconcileFetch(ctx context.Context, zone *sp
 		// What the bundle now in status asks for, once this pass is done.
 		zone.Status.FetchInterval = &metav1.Duration{Duration: r.FetchSchedule.Interval(zone.Spec.BundleEndpoint.RefreshHint, zone.Status.Bundle)}
 	}()
-	endpoint, err := endpointOf(zone)
+	endpoint, err := endpointOf(zone, fetchURL(zone))
 	if err != nil {
 		r.setFetched(zone, metav1.ConditionFalse, spirefedv1alpha1.ReasonBadResponse, err.Error())
 		return r.FetchSchedule.AfterFailure(interval), nil
@@ -82,7 +82,10 @@ func (r *ZoneTrustDomainReconciler) fetchAndAccept(ctx context.Context, zone *sp
 		return fetchFailureReason(err), fmt.Sprintf("Fetching %s: %v; peers keep the last good bundle", endpoint.URL, err), r.FetchSchedule.AfterFailure(interval)
 	}
 	_, reset := zone.Annotations[spirefedv1alpha1.ResetSequenceAnnotation]
-	if rejection := bundle.CheckSequence(zone.Status.Bundle, fetched, reset); rejection != nil {
+	// The sides of an HA trust domain count their sequences apart: a
+	// switch of side compares nothing.
+	switched := zone.Spec.Spire.Shape == spirefedv1alpha1.ShapeHA && zone.Status.BundleEndpointURL != endpoint.URL
+	if rejection := bundle.CheckSequence(zone.Status.Bundle, fetched, reset || switched); rejection != nil {
 		return rejection.Reason, rejection.Message, r.FetchSchedule.AfterFailure(interval)
 	}
 	accepted, err := bundle.Describe(fetched, dropped, spirefedv1alpha1.BundleSourceEndpoint, zone.Status.Bundle, r.Clock.Now())
@@ -98,6 +101,7 @@ func (r *ZoneTrustDomainReconciler) fetchAndAccept(ctx context.Context, zone *sp
 		metrics.RecordRotation(zone.Name)
 	}
 	zone.Status.Bundle = accepted
+	zone.Status.BundleEndpointURL = endpoint.URL
 	return spirefedv1alpha1.ReasonFetched, fmt.Sprintf("Fetched bundle %s from %s", accepted.Digest[:12], endpoint.URL), r.FetchSchedule.AfterSuccess(fetched, interval)
 }
 
@@ -177,13 +181,13 @@ func trustSource(zone *spirefedv1alpha1.ZoneTrustDomain, trustDomain spiffeid.Tr
 	return trust, nil
 }
 
-// endpointOf builds the endpoint of a zone from its spec.
-func endpointOf(zone *spirefedv1alpha1.ZoneTrustDomain) (bundle.Endpoint, error) {
+// endpointOf builds the endpoint of a zone from its spec, at url.
+func endpointOf(zone *spirefedv1alpha1.ZoneTrustDomain, url string) (bundle.Endpoint, error) {
 	trustDomain, err := spiffeid.TrustDomainFromString(zone.Spec.TrustDomain)
 	if err != nil {
 		return bundle.Endpoint{}, fmt.Errorf("trust domain %q: %w", zone.Spec.TrustDomain, err)
 	}
-	endpoint := bundle.Endpoint{TrustDomain: trustDomain, URL: zone.Spec.BundleEndpoint.URL}
+	endpoint := bundle.Endpoint{TrustDomain: trustDomain, URL: url}
 	if id := zone.BundleEndpointSPIFFEID(); id != "" {
 		endpoint.EndpointID, err = spiffeid.FromString(id)
 		if err != nil {

@@ -24,6 +24,7 @@ var zoneStalledReasons = map[string]bool{
 // summarizeZone sets Ready, then the kstatus conditions from it.
 func summarizeZone(zone *spirefedv1alpha1.ZoneTrustDomain) {
 	summarizeZoneReady(zone)
+	summarizeClusters(zone)
 	status.Progress(&zone.Status.Conditions, zone.Generation, zoneStalledReasons)
 }
 

@@ -179,4 +179,7 @@ const (
 	ReasonSucceeded = "Succeeded"
 	// ReasonProgressing: work is under way; the condition will settle.
 	ReasonProgressing = "Progressing"
+	// ReasonNoHealthyCluster: no child cluster (nested) or side (HA) of
+	// the trust domain is healthy; status.clusters says why.
+	ReasonNoHealthyCluster = "NoHealthyCluster"
 )

@@ -147,3 +147,19 @@ type TrustDomainClusterStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 }
+
+// Reasons of a cluster's status in a nested or HA trust domain (besides
+// the ClusterReachable reasons, when the cluster cannot be reached).
+const (
+	// ClusterHealthy: reachable, its SPIRE server answers (or is not
+	// observed) and is attested or cross-linked.
+	ClusterHealthy = "Healthy"
+	// ClusterSpireUnreachable: the cluster's SPIRE server cannot be read.
+	ClusterSpireUnreachable = "SpireUnreachable"
+	// ClusterNotAttested: a nested server does not hold the root's current
+	// authorities: it has no CA from the root (yet).
+	ClusterNotAttested = "NotAttested"
+	// ClusterNotCrossLinked: an HA side does not hold the other side's
+	// authorities, and the operator could not add them.
+	ClusterNotCrossLinked = "NotCrossLinked"
+)

@@ -425,6 +425,12 @@ type ZoneTrustDomainStatus struct {
 	// +optional
 	Spire *SpireReleaseStatus `json:"spire,omitempty"`
 
+	// BundleEndpointURL is the endpoint the zone's bundle was last fetched
+	// from, which peers are given: spec.bundleEndpoint.url, or for an HA
+	// trust domain the endpoint of an available side.
+	// +optional
+	BundleEndpointURL string `json:"bundleEndpointURL,omitempty"`
+
 	// Clusters is the state of every cluster (or side) of a Nested or HA
 	// trust domain.
 	// +listType=map
@@ -639,6 +645,16 @@ func (z *ZoneTrustDomain) BundleEndpointSPIFFEID() string {
 		return z.Spec.BundleEndpoint.EndpointSPIFFEID
 	}
 	return "spiffe://" + z.Spec.TrustDomain + "/spire/server"
+}
+
+// PeerBundleEndpointURL is the bundle endpoint peers are given:
+// spec.bundleEndpoint.url, or for an HA trust domain the side's endpoint
+// its bundle was last fetched from.
+func (z *ZoneTrustDomain) PeerBundleEndpointURL() string {
+	if z.Spec.Spire.Shape == ShapeHA && z.Status.BundleEndpointURL != "" {
+		return z.Status.BundleEndpointURL
+	}
+	return z.Spec.BundleEndpoint.URL
 }
 
 // SpireServerExec is the exec target of the zone's SPIRE server with

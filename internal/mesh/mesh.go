@@ -70,7 +70,7 @@ func PlanInput(mesh *spirefedv1alpha1.FederationMesh, members Members, observed 
 			Name:              name,
 			TrustDomain:       zone.Spec.TrustDomain,
 			ClassName:         zone.SpireClassName(),
-			BundleEndpointURL: zone.Spec.BundleEndpoint.URL,
+			BundleEndpointURL: zone.PeerBundleEndpointURL(),
 			Profile:           string(zone.Spec.BundleEndpoint.Profile),
 			EndpointSPIFFEID:  zone.BundleEndpointSPIFFEID(),
 		}

@@ -229,6 +229,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 		ProgressInterval: opts.HelmProgressInterval,
 		Clock:            opts.Clock,
 	}
+	spireServers := &spireaccess.Access{}
+	go func() {
+		<-ctx.Done()
+		spireServers.Close()
+	}()
 	if err := (&controllers.ZoneTrustDomainReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               apiReader,
@@ -236,6 +241,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 		EventRecorder:           recorder,
 		Applier:                 applier,
 		Releases:                releases,
+		Spire:                   spireServers,
 		Fetcher:                 bundle.Fetcher{Timeout: opts.FetchTimeout, Clock: opts.Clock},
 		FetchSchedule:           bundle.Schedule{DefaultInterval: opts.DefaultFetchInterval, MinInterval: opts.MinFetchInterval, MaxInterval: opts.MaxFetchInterval, RetryInterval: opts.FetchRetryInterval},
 		ResyncInterval:          opts.ZoneResyncInterval,
@@ -244,11 +250,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up ZoneTrustDomain controller: %w", err)
 	}
-	spireServers := &spireaccess.Access{}
-	go func() {
-		<-ctx.Done()
-		spireServers.Close()
-	}()
 	if err := (&controllers.FederationMeshReconciler{
 		Client:               mgr.GetClient(),
 		APIReader:            apiReader,

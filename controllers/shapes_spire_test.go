@@ -1,0 +1,236 @@
+package controllers
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/plan"
+	"github.com/spirefed/spire-federation-operator/internal/testenv"
+)
+
+// haTrustDomain is the trust domain of TestHATrustDomainWithSPIRE's sides.
+const haTrustDomain = "ha.spire.test"
+
+// startHASide starts one side of an HA trust domain in a cluster: a real
+// SPIRE server of haTrustDomain with its own CA and datastore, its
+// spire-controller-manager and an agent. No ZoneTrustDomain: the sides
+// belong to one.
+func startHASide(t *testing.T, name, clusterName string) *spireZone {
+	t.Helper()
+	cluster := env.Zones[clusterName]
+	namespace := "spire-" + name
+	server, err := env.StartSpireServer(testCtx, testenv.SpireServerOptions{
+		Name: name, TrustDomain: haTrustDomain, Cluster: cluster, Namespace: namespace, ConfigMap: "spire-bundle",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manager, err := env.StartSpireControllerManager(cluster, server, name, namespace+"-spire")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, stop := range []func() error{manager.Stop, server.Stop} {
+			if err := stop(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	agent, err := env.StartSpireAgent(testCtx, server, "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &spireZone{name: name, cluster: cluster, server: server, agent: agent}
+}
+
+// haSide is the spec of one side started by startHASide.
+func haSide(side *spireZone, cluster *spirefedv1alpha1.ClusterAccess) spirefedv1alpha1.HASide {
+	return spirefedv1alpha1.HASide{
+		Cluster:           cluster,
+		BundleEndpointURL: side.server.BundleEndpointURL,
+		Spire: spirefedv1alpha1.ClusterSpire{
+			Namespace:    "spire-" + side.name,
+			ClassName:    "spire-" + side.name + "-spire",
+			ServerAccess: &spirefedv1alpha1.SpireServerAccess{Socket: &spirefedv1alpha1.SocketAccess{Path: side.server.SocketPath}},
+		},
+	}
+}
+
+// waitForClusters waits until a zone's status.clusters match.
+func waitForClusters(t *testing.T, zoneName string, match func([]spirefedv1alpha1.TrustDomainClusterStatus) bool) *spirefedv1alpha1.ZoneTrustDomain {
+	t.Helper()
+	deadline := testDeadline(60)
+	for {
+		zone := getZone(t, zoneName)
+		if match(zone.Status.Clusters) {
+			return zone
+		}
+		if deadline() {
+			t.Fatalf("zone %s: clusters %+v; Ready: %+v", zoneName, zone.Status.Clusters, conditionOf(zone, ready))
+		}
+	}
+}
+
+func clusterReasons(clusters []spirefedv1alpha1.TrustDomainClusterStatus) string {
+	var reasons []string
+	for _, cluster := range clusters {
+		reasons = append(reasons, cluster.Name+"="+cluster.Reason+"/"+string(cluster.Attested))
+	}
+	return strings.Join(reasons, ",")
+}
+
+// TestHATrustDomainWithSPIRE runs an HA trust domain as two independent
+// real SPIRE servers (sides A in alpha and B in beta, one trust domain,
+// two CAs) federated with a peer zone. The operator cross-links the sides
+// (each side's own bundle holds the other's authorities), so the peer's
+// SPIRE holds both sides' authorities whichever side it fetches. With A's
+// server stopped the peer keeps B's authorities and completes mTLS with a
+// workload holding a B-issued SVID; the zone switches to B's endpoint;
+// nothing is deleted; A back, everything converges.
+func TestHATrustDomainWithSPIRE(t *testing.T) {
+	peer := startSpireZone(t, "hapeer", "gamma")
+	a := startHASide(t, "ha-a", "alpha")
+	b := startHASide(t, "ha-b", "beta")
+	aOwn, bOwn := a.ownFingerprints(t), b.ownFingerprints(t)
+	union := slices.Concat(aOwn, bOwn)
+	slices.Sort(union)
+	if len(aOwn) == 0 || len(bOwn) == 0 || slices.Equal(aOwn, bOwn) {
+		t.Fatalf("the sides must have CAs of their own: A %v, B %v", aOwn, bOwn)
+	}
+
+	zone := newZoneAt("ha", haTrustDomain, testenv.KubeconfigSecretName("alpha"), a.server.BundleEndpointURL)
+	zone.Spec.Spire.Namespace = "spire-ha-a"
+	zone.Spec.Spire.ClassName = "spire-ha-a-spire"
+	zone.Spec.Spire.Shape = spirefedv1alpha1.ShapeHA
+	zone.Spec.Spire.HA = &spirefedv1alpha1.HASpire{
+		A: haSide(a, nil),
+		B: haSide(b, &spirefedv1alpha1.ClusterAccess{KubeconfigSecretRef: &spirefedv1alpha1.KubeconfigSecretReference{Name: testenv.KubeconfigSecretName("beta")}}),
+	}
+	createZone(t, zone)
+	t.Cleanup(func() { deleteZone(t, zone.Name) })
+
+	mesh := &spirefedv1alpha1.FederationMesh{
+		ObjectMeta: metav1.ObjectMeta{Name: "ha"},
+		Spec: spirefedv1alpha1.FederationMeshSpec{
+			Zones:    spirefedv1alpha1.ZoneSelection{Names: []string{zone.Name, peer.name}},
+			Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
+			Identities: []spirefedv1alpha1.IdentityTemplate{{
+				Name:             "process",
+				SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/process",
+				Static: &spirefedv1alpha1.StaticEntryTemplate{
+					ParentIDTemplate: "spiffe://{{ .TrustDomain }}/agent/lab",
+					Selectors:        []string{fmt.Sprintf("unix:uid:%d", os.Getuid())},
+				},
+			}},
+		},
+	}
+	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waitForDeletion(t, mesh) })
+
+	// peerHoldsBoth waits until the peer's SPIRE server holds exactly both
+	// sides' authorities for the HA trust domain.
+	peerHoldsBoth := func(t *testing.T) {
+		t.Helper()
+		deadline := testDeadline(60)
+		for {
+			held := peer.heldBundles(t)[haTrustDomain]
+			if slices.Equal(held.X509Fingerprints, union) {
+				return
+			}
+			if deadline() {
+				t.Fatalf("the peer's SPIRE holds %v for %s, want both sides' %v", held.X509Fingerprints, haTrustDomain, union)
+			}
+		}
+	}
+
+	t.Run("the sides are cross-linked and the peer trusts both", func(t *testing.T) {
+		waitForClusters(t, zone.Name, func(clusters []spirefedv1alpha1.TrustDomainClusterStatus) bool {
+			return clusterReasons(clusters) == "a=Healthy/True,b=Healthy/True"
+		})
+		if got := a.ownFingerprints(t); !slices.Equal(got, union) {
+			t.Errorf("side A holds %v, want both sides' %v", got, union)
+		}
+		if got := b.ownFingerprints(t); !slices.Equal(got, union) {
+			t.Errorf("side B holds %v, want both sides' %v", got, union)
+		}
+		waitForMeshCondition(t, mesh.Name, spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
+		peerHoldsBoth(t)
+		workloadA, workloadB, workloadPeer := a.workload(t), b.workload(t), peer.workload(t)
+		defer workloadA.Close()
+		defer workloadB.Close()
+		defer workloadPeer.Close()
+		waitForHandshakes(t, map[string]*workloadapi.X509Source{"a": workloadA, "b": workloadB, "peer": workloadPeer},
+			map[string][]string{"a": {"peer"}, "b": {"peer"}, "peer": {"a", "b"}})
+	})
+
+	t.Run("side A down: the peer keeps B's authorities, mTLS with B goes on, nothing is deleted", func(t *testing.T) {
+		if err := a.server.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		got := waitForClusters(t, zone.Name, func(clusters []spirefedv1alpha1.TrustDomainClusterStatus) bool {
+			return clusterReasons(clusters) == "a=SpireUnreachable/Unknown,b=Healthy/Unknown"
+		})
+		if readyCondition := conditionOf(got, ready); readyCondition.Status != metav1.ConditionTrue || !strings.Contains(readyCondition.Message, "degraded: a (SpireUnreachable)") {
+			t.Errorf("Ready = %+v, want True naming side a degraded", readyCondition)
+		}
+		waitForZoneCondition(t, zone.Name, spirefedv1alpha1.BundleFetchedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonFetched)
+		if current := getZone(t, zone.Name); current.Status.BundleEndpointURL != b.server.BundleEndpointURL {
+			t.Errorf("the zone is fetched from %q, want side B's %q", current.Status.BundleEndpointURL, b.server.BundleEndpointURL)
+		}
+		peerHoldsBoth(t)
+		workloadB, workloadPeer := b.workload(t), peer.workload(t)
+		defer workloadB.Close()
+		defer workloadPeer.Close()
+		waitForHandshakes(t, map[string]*workloadapi.X509Source{"b": workloadB, "peer": workloadPeer}, map[string][]string{"b": {"peer"}, "peer": {"b"}})
+		// The peer is given side B's endpoint; every object stays.
+		var cftds spirev1alpha1.ClusterFederatedTrustDomainList
+		if err := peer.cluster.Client.List(testCtx, &cftds, client.MatchingLabels{plan.LabelMesh: mesh.Name, plan.LabelZone: peer.name}); err != nil {
+			t.Fatal(err)
+		}
+		if len(cftds.Items) != 1 || cftds.Items[0].Spec.TrustDomain != haTrustDomain {
+			t.Fatalf("the peer holds %d ClusterFederatedTrustDomains, want one for %s", len(cftds.Items), haTrustDomain)
+		}
+		deadline := testDeadline(30)
+		for peerCFTD := cftds.Items[0]; peerCFTD.Spec.BundleEndpointURL != b.server.BundleEndpointURL; {
+			if deadline() {
+				t.Fatalf("the peer's ClusterFederatedTrustDomain points at %s, want side B's %s", peerCFTD.Spec.BundleEndpointURL, b.server.BundleEndpointURL)
+			}
+			if err := peer.cluster.Client.Get(testCtx, client.ObjectKeyFromObject(&peerCFTD), &peerCFTD); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, side := range []*spireZone{a, b} {
+			if objects := clusterObjects(t, side.cluster, mesh.Name, zone.Name); len(objects) != 1 || !strings.HasPrefix(objects[0], "cftd "+peer.server.TrustDomain) {
+				t.Errorf("side %s's cluster holds %v, want the peer's ClusterFederatedTrustDomain", side.name, objects)
+			}
+		}
+		peerHoldsBoth(t)
+	})
+
+	t.Run("side A back: everything converges", func(t *testing.T) {
+		if err := a.server.Start(testCtx); err != nil {
+			t.Fatal(err)
+		}
+		waitForClusters(t, zone.Name, func(clusters []spirefedv1alpha1.TrustDomainClusterStatus) bool {
+			return clusterReasons(clusters) == "a=Healthy/True,b=Healthy/True"
+		})
+		waitForZoneMessage(t, zone.Name, ready, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "is current")
+		waitForMeshCondition(t, mesh.Name, spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
+		peerHoldsBoth(t)
+		workloadA, workloadPeer := a.workload(t), peer.workload(t)
+		defer workloadA.Close()
+		defer workloadPeer.Close()
+		waitForHandshakes(t, map[string]*workloadapi.X509Source{"a": workloadA, "peer": workloadPeer}, map[string][]string{"a": {"peer"}, "peer": {"a"}})
+	})
+}
