@@ -88,13 +88,14 @@ func TestAdmission(t *testing.T) {
 		{"nested child without cluster access", validZone, `spire: {shape: Nested, nested: {children: [{name: a, cluster: {}}]}}`, []string{"spec.spire.nested.children[0].cluster", "set exactly one of cluster.kubeconfigSecretRef and cluster.local: true"}},
 		{"nested child ID path without a leading slash", validZone, `spire: {shape: Nested, nested: {children: [{name: a, idPath: cluster-a, cluster: {kubeconfigSecretRef: {name: a}}}]}}`, []string{"spec.spire.nested.children[0].idPath", "should match"}},
 		{"nested external child without className", validZone, `spire: {install: External, className: root, shape: Nested, nested: {children: [{name: a, cluster: {kubeconfigSecretRef: {name: a}}}]}}`, []string{"spec.spire", "spire.nested.children[].spire.className is required when spire.install is External"}},
-		{"nested helm child with className", validZone, `spire: {shape: Nested, nested: {children: [{name: a, cluster: {kubeconfigSecretRef: {name: a}}, spire: {className: x}}]}}`, []string{"spec.spire", "derived for Helm installs"}},
+		{"nested with a Helm install", validZone, `spire: {shape: Nested, nested: {children: [{name: a, cluster: {kubeconfigSecretRef: {name: a}}}]}}`, []string{"spec.spire", "shapes Nested and HA need spire.install External for now"}},
+		{"HA with a Helm install", validZone, `spire: {shape: HA, ha: {a: {bundleEndpointURL: "https://a.example"}, b: {bundleEndpointURL: "https://b.example", cluster: {kubeconfigSecretRef: {name: b}}}}}`, []string{"spec.spire", "shapes Nested and HA need spire.install External for now"}},
 		{"HA shape without sides", validZone, `spire: {shape: HA}`, []string{"spec.spire", "spire.ha is required for shape HA and not allowed otherwise"}},
 		{"HA sides with one endpoint", validZone, `spire: {install: External, className: x, shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {className: x}}, b: {bundleEndpointURL: "https://a.example", spire: {className: x}}}}`, []string{"spec.spire", "need their own bundleEndpointURL"}},
 		{"HA side endpoint over http", validZone, `spire: {install: External, className: x, shape: HA, ha: {a: {bundleEndpointURL: "http://a.example", spire: {className: x}}, b: {bundleEndpointURL: "https://b.example", spire: {className: x}}}}`, []string{"spec.spire.ha.a.bundleEndpointURL", "must be an https URL with a host"}},
 		{"HA external side without className", validZone, `spire: {install: External, className: x, shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {className: x}}, b: {bundleEndpointURL: "https://b.example"}}}`, []string{"spec.spire", "spire.ha.a.spire.className and spire.ha.b.spire.className are required"}},
 		{"HA external sides in one cluster with two classNames", validZone, `spire: {install: External, className: x, shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {className: x}}, b: {bundleEndpointURL: "https://b.example", spire: {className: other}}}}`, []string{"spec.spire", "give spire.ha.a and spire.ha.b the same className"}},
-		{"HA sides in one namespace of one cluster", validZone, `spire: {shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {namespace: s}}, b: {bundleEndpointURL: "https://b.example", spire: {namespace: s}}}}`, []string{"spec.spire.ha", "HA sides in one cluster need different spire namespaces"}},
+		{"HA sides in one namespace of one cluster", validZone, `spire: {install: External, className: x, shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {namespace: s, className: x}}, b: {bundleEndpointURL: "https://b.example", spire: {namespace: s, className: x}}}}`, []string{"spec.spire.ha", "HA sides in one cluster need different spire namespaces"}},
 		{"zones by name and selector", validMesh, `zones: {names: [a], selector: {matchLabels: {tier: edge}}}`, []string{"spec.zones", "set exactly one of zones.names and zones.selector"}},
 		{"no zones", validMesh, `zones: {names: null}`, []string{"spec.zones", "set exactly one of zones.names and zones.selector"}},
 		{"duplicate zone names", validMesh, `zones: {names: [a, a]}`, []string{"spec.zones.names[1]", "Duplicate value"}},
@@ -171,11 +172,10 @@ func TestAdmission(t *testing.T) {
 
 	t.Run("nested and HA shapes are admitted", func(t *testing.T) {
 		for name, patch := range map[string]string{
-			"nested helm":             `spire: {shape: Nested, nested: {children: [{name: a, idPath: /cluster-a, cluster: {kubeconfigSecretRef: {name: a}}}, {name: b, cluster: {kubeconfigSecretRef: {name: b}}}]}}`,
-			"nested external":         `spire: {install: External, className: root, shape: Nested, nested: {children: [{name: a, cluster: {kubeconfigSecretRef: {name: a}}, spire: {className: a, serverAccess: {socket: {path: /run/a.sock}}}}]}}`,
-			"HA external one cluster": `spire: {install: External, className: x, shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {className: x}}, b: {bundleEndpointURL: "https://b.example", spire: {className: x}}}}`,
-			"HA helm two clusters":    `spire: {shape: HA, ha: {a: {bundleEndpointURL: "https://a.example"}, b: {bundleEndpointURL: "https://b.example", cluster: {kubeconfigSecretRef: {name: b}}}}}`,
-			"HA helm one cluster":     `spire: {shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {namespace: spire-a}}, b: {bundleEndpointURL: "https://b.example", spire: {namespace: spire-b}}}}`,
+			"nested external":                         `spire: {install: External, className: root, shape: Nested, nested: {children: [{name: a, cluster: {kubeconfigSecretRef: {name: a}}, spire: {className: a, serverAccess: {socket: {path: /run/a.sock}}}}]}}`,
+			"HA external one cluster":                 `spire: {install: External, className: x, shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {className: x}}, b: {bundleEndpointURL: "https://b.example", spire: {className: x}}}}`,
+			"HA external two clusters":                `spire: {install: External, className: x, shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {className: a}}, b: {bundleEndpointURL: "https://b.example", cluster: {kubeconfigSecretRef: {name: b}}, spire: {className: b}}}}`,
+			"HA external one cluster, two namespaces": `spire: {install: External, className: x, shape: HA, ha: {a: {bundleEndpointURL: "https://a.example", spire: {className: x, namespace: spire-a}}, b: {bundleEndpointURL: "https://b.example", spire: {className: x, namespace: spire-b}}}}`,
 		} {
 			if err := c.Create(ctx, patched(t, validZone, patch), client.DryRunAll); err != nil {
 				t.Errorf("%s refused: %v", name, err)
@@ -184,7 +184,7 @@ func TestAdmission(t *testing.T) {
 	})
 
 	t.Run("the shape is immutable", func(t *testing.T) {
-		zone := patched(t, validZone, `{}`)
+		zone := patched(t, validZone, `spire: {install: External, className: x}`)
 		zone.SetName("shape-immutable")
 		if err := c.Create(ctx, zone); err != nil {
 			t.Fatal(err)
@@ -193,8 +193,8 @@ func TestAdmission(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := unstructured.SetNestedMap(zone.Object, map[string]any{
-			"a": map[string]any{"bundleEndpointURL": "https://a.example", "spire": map[string]any{"namespace": "spire-a"}},
-			"b": map[string]any{"bundleEndpointURL": "https://b.example", "spire": map[string]any{"namespace": "spire-b"}},
+			"a": map[string]any{"bundleEndpointURL": "https://a.example", "spire": map[string]any{"className": "x"}},
+			"b": map[string]any{"bundleEndpointURL": "https://b.example", "spire": map[string]any{"className": "x"}},
 		}, "spec", "spire", "ha"); err != nil {
 			t.Fatal(err)
 		}
