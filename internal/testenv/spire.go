@@ -38,6 +38,18 @@ type SpireServerOptions struct {
 	ConfigMap string
 	// RefreshHint the bundle endpoint advertises; 5m (SPIRE's default) if zero.
 	RefreshHint time.Duration
+	// Upstream makes the server a nested one: its CA is signed by the
+	// upstream server (UpstreamAuthority "spire"), through the Workload
+	// API of an agent of that server whose downstream entry matches this
+	// process.
+	Upstream *UpstreamSpire
+}
+
+// UpstreamSpire is the root of a nested SPIRE server.
+type UpstreamSpire struct {
+	Server *SpireServer
+	// WorkloadAPISocket of an agent of Server.
+	WorkloadAPISocket string
 }
 
 // SpireServer is a spire-server process: sqlite datastore, disk key
@@ -135,7 +147,7 @@ plugins {
     NodeAttestor "join_token" {
         plugin_data {}
     }
-    Notifier "k8sbundle" {
+%s    Notifier "k8sbundle" {
         plugin_data {
             namespace = %q
             config_map = %q
@@ -146,7 +158,7 @@ plugins {
 }
 `, serverPort, server.SocketPath, opts.TrustDomain, filepath.Join(dir, "data"), bundlePort, hint.String(),
 		filepath.Join(dir, "data", "datastore.sqlite3"), filepath.Join(dir, "data", "keys.json"),
-		opts.Namespace, opts.ConfigMap, kubeconfigPath)
+		upstreamAuthority(opts.Upstream), opts.Namespace, opts.ConfigMap, kubeconfigPath)
 	if err := os.WriteFile(server.configPath, []byte(config), 0o600); err != nil {
 		return nil, fmt.Errorf("writing configuration of SPIRE server %s: %w", opts.Name, err)
 	}
@@ -155,6 +167,22 @@ plugins {
 		return nil, err
 	}
 	return server, nil
+}
+
+// upstreamAuthority is the UpstreamAuthority "spire" plugin of a nested
+// server, or nothing.
+func upstreamAuthority(upstream *UpstreamSpire) string {
+	if upstream == nil {
+		return ""
+	}
+	return fmt.Sprintf(`    UpstreamAuthority "spire" {
+        plugin_data {
+            server_address = "127.0.0.1"
+            server_port = "%d"
+            workload_api_socket = %q
+        }
+    }
+`, upstream.Server.port, upstream.WorkloadAPISocket)
 }
 
 // Start starts the server (again) and waits until it is healthy.
