@@ -8,6 +8,7 @@ import (
 
 	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -157,5 +158,31 @@ func TestNestedTrustDomainFederation(t *testing.T) {
 		meshDeleted = true
 		waitForObjects(t, mesh.Name, nested.Name, map[string][]string{"alpha": nil, "beta": nil, "gamma": nil})
 		waitForObjects(t, mesh.Name, peer.name, map[string][]string{"gamma": nil})
+	})
+
+	t.Run("deleting the zone sweeps what the operator left in its child clusters", func(t *testing.T) {
+		left := &spirev1alpha1.ClusterFederatedTrustDomain{
+			ObjectMeta: metav1.ObjectMeta{Name: "spirefed.np-corp.left.example", Labels: map[string]string{
+				plan.LabelManagedBy: plan.ManagedBy, plan.LabelZone: nested.Name, plan.LabelMesh: "gone",
+			}},
+			Spec: spirev1alpha1.ClusterFederatedTrustDomainSpec{
+				TrustDomain: "left.example", BundleEndpointURL: "https://left.example", ClassName: "nested-c1",
+				BundleEndpointProfile: spirev1alpha1.BundleEndpointProfile{Type: spirev1alpha1.HTTPSWebProfileType},
+			},
+		}
+		if err := env.Zones["beta"].Client.Create(testCtx, left); err != nil {
+			t.Fatal(err)
+		}
+		deleteZone(t, nested.Name)
+		deadline := testDeadline(30)
+		for {
+			err := env.Zones["beta"].Client.Get(testCtx, client.ObjectKeyFromObject(left), &spirev1alpha1.ClusterFederatedTrustDomain{})
+			if apierrors.IsNotFound(err) {
+				return
+			}
+			if deadline() {
+				t.Fatalf("the object left in child c1's cluster is still there: %v", err)
+			}
+		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/plan"
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
 	"github.com/spirefed/spire-federation-operator/internal/status"
 	"github.com/spirefed/spire-federation-operator/internal/zones"
@@ -280,4 +281,32 @@ func fetchURL(zone *spirefedv1alpha1.ZoneTrustDomain) string {
 		return zone.Status.BundleEndpointURL
 	}
 	return zone.Spec.BundleEndpoint.URL
+}
+
+// removeFromClusters removes what the operator wrote in the other clusters
+// of a nested or HA trust domain (children, sides) when the zone is
+// deleted. A cluster whose kubeconfig Secret is gone is let go with an
+// ObjectsLeftBehind Event; any other failure is returned, and the
+// deletion waits.
+func (r *ZoneTrustDomainReconciler) removeFromClusters(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) error {
+	for _, cluster := range zones.Clusters(zone) {
+		if cluster.View == zone {
+			continue
+		}
+		connected, err := r.Zones.Connect(ctx, cluster.View)
+		if secretGone(err) {
+			r.EventRecorder.Eventf(zone, nil, corev1.EventTypeWarning, "ObjectsLeftBehind", "Delete",
+				"Cluster %s: %s; the operator's objects there are left behind: delete those labelled %s=%s there",
+				cluster.Name, err.Error(), plan.LabelZone, zone.Name)
+			continue
+		}
+		if err == nil {
+			_, err = r.Applier.RemoveZone(ctx, connected.Client, zone.Name)
+		}
+		if err != nil {
+			return fmt.Errorf("cluster %s: %w", cluster.Name, err)
+		}
+		r.Zones.Forget(zones.KeyOf(cluster.View))
+	}
+	return nil
 }

@@ -199,6 +199,9 @@ func (r *ZoneTrustDomainReconciler) reconcileDelete(ctx context.Context, zone *s
 	if len(meshes) > 0 {
 		return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting for meshes %s to remove their objects from the zone's cluster", strings.Join(meshes, ", ")), zoneDeleteWaitInterval)
 	}
+	if err := r.removeFromClusters(ctx, zone); err != nil {
+		return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting to remove the operator's objects from the trust domain's clusters: %v", err), r.ResyncInterval)
+	}
 	connected, err := r.Zones.Connect(ctx, zone)
 	if secretGone(err) {
 		// The cluster cannot be reached ever again through this zone: let
