@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -183,6 +184,7 @@ func TestHATrustDomainWithSPIRE(t *testing.T) {
 		if err := a.server.Stop(); err != nil {
 			t.Fatal(err)
 		}
+		stopped := time.Now()
 		got := waitForClusters(t, zone.Name, func(clusters []spirefedv1alpha1.TrustDomainClusterStatus) bool {
 			return clusterReasons(clusters) == "a=SpireUnreachable/Unknown,b=Healthy/Unknown"
 		})
@@ -215,6 +217,7 @@ func TestHATrustDomainWithSPIRE(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		t.Logf("side A stopped -> the peer is given side B's endpoint after %s", time.Since(stopped).Round(10*time.Millisecond))
 		for _, side := range []*spireZone{a, b} {
 			if objects := clusterObjects(t, side.cluster, mesh.Name, zone.Name); len(objects) != 1 || !strings.HasPrefix(objects[0], "cftd "+peer.server.TrustDomain) {
 				t.Errorf("side %s's cluster holds %v, want the peer's ClusterFederatedTrustDomain", side.name, objects)
@@ -462,7 +465,9 @@ func TestNestedTrustDomainWithSPIRE(t *testing.T) {
 		if after := root.ownFingerprints(t); len(after) != len(before)+1 {
 			t.Fatalf("prepare did not add an authority: %d -> %d", len(before), len(after))
 		}
+		prepared := time.Now()
 		peerHoldsRoot(t)
+		t.Logf("the root's prepared authority reached the peer's SPIRE server in %s", time.Since(prepared).Round(10*time.Millisecond))
 		waitForMeshCondition(t, mesh.Name, spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
 		// Every workload gets the new root authority before it is used.
 		current := root.ownFingerprints(t)
