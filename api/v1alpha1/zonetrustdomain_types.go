@@ -580,6 +580,7 @@ type X509Authority struct {
 // +kubebuilder:resource:scope=Cluster,shortName=ztd,categories=spirefed
 // +kubebuilder:printcolumn:name="Trust Domain",type=string,JSONPath=`.spec.trustDomain`
 // +kubebuilder:printcolumn:name="Install",type=string,JSONPath=`.spec.spire.install`
+// +kubebuilder:printcolumn:name="Shape",type=string,priority=1,JSONPath=`.spec.spire.shape`
 // +kubebuilder:printcolumn:name="Reachable",type=string,JSONPath=`.status.conditions[?(@.type=="ClusterReachable")].status`
 // +kubebuilder:printcolumn:name="Fetched",type=string,JSONPath=`.status.conditions[?(@.type=="BundleFetched")].status`
 // +kubebuilder:printcolumn:name="Sequence",type=integer,JSONPath=`.status.bundle.sequence`
