@@ -97,12 +97,17 @@ func (r *ZoneTrustDomainReconciler) SetupWithManager(ctx context.Context, mgr ct
 		Complete(r)
 }
 
+// indexKubeconfigSecret indexes a zone by the kubeconfig Secrets of every
+// cluster of its trust domain (its own, nested children, HA sides).
 func indexKubeconfigSecret(obj client.Object) []string {
 	zone := obj.(*spirefedv1alpha1.ZoneTrustDomain)
-	if ref := zone.Spec.Cluster.KubeconfigSecretRef; ref != nil {
-		return []string{ref.Name}
+	var names []string
+	for _, cluster := range zones.Clusters(zone) {
+		if ref := cluster.View.Spec.Cluster.KubeconfigSecretRef; ref != nil && !slices.Contains(names, ref.Name) {
+			names = append(names, ref.Name)
+		}
 	}
-	return nil
+	return names
 }
 
 // zonesForSecret maps a kubeconfig Secret to the zones that use it. The
