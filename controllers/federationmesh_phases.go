@@ -208,6 +208,11 @@ func (r *FederationMeshReconciler) cleanupZone(ctx context.Context, mesh *spiref
 	if err != nil {
 		return false, nil
 	}
+	// The mesh's own objects go first: proxies stop asking SPIRE before
+	// their identities go.
+	if err := r.cleanupMeshIntegration(ctx, connected.Client, mesh, name); err != nil {
+		return false, fmt.Errorf("removing the mesh integration of mesh %s from zone %s: %w", mesh.Name, name, err)
+	}
 	live, err := apply.Observe(ctx, connected.Client, mesh.Name, name)
 	if err != nil {
 		return false, nil

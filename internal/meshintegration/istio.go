@@ -64,8 +64,8 @@ type IstioInstall struct {
 	Injector   *corev1.ConfigMap
 }
 
-// istioSettings returns the Istio settings with their defaults.
-func istioSettings(integration *spirefedv1alpha1.MeshIntegration) spirefedv1alpha1.IstioIntegration {
+// IstioSettings returns the Istio settings with their defaults.
+func IstioSettings(integration *spirefedv1alpha1.MeshIntegration) spirefedv1alpha1.IstioIntegration {
 	settings := spirefedv1alpha1.IstioIntegration{Namespace: "istio-system"}
 	if integration.Istio != nil {
 		settings = *integration.Istio
@@ -80,7 +80,7 @@ func istioSettings(integration *spirefedv1alpha1.MeshIntegration) spirefedv1alph
 // the shared mesh-config ConfigMap, and the STRICT PeerAuthentication on
 // opt-in.
 func IstioObjects(mesh string, integration *spirefedv1alpha1.MeshIntegration, zone Zone) ([]*unstructured.Unstructured, error) {
-	settings := istioSettings(integration)
+	settings := IstioSettings(integration)
 	meshConfig, err := RenderMeshConfig(zone.Peers)
 	if err != nil {
 		return nil, fmt.Errorf("rendering the Istio mesh config of zone %s: %w", zone.Name, err)
@@ -274,7 +274,7 @@ func olderThan(version, minimum [3]int) bool {
 // checkIstio judges a zone's Istio install; each finding is a reason and
 // an actionable message, in the order of the reasons' precedence.
 func checkIstio(integration *spirefedv1alpha1.MeshIntegration, zone Zone, install IstioInstall) []finding {
-	settings := istioSettings(integration)
+	settings := IstioSettings(integration)
 	revision := settings.Revision
 	if install.MeshConfig == nil {
 		return []finding{{spirefedv1alpha1.ReasonMeshNotInstalled, fmt.Sprintf(

@@ -29,8 +29,8 @@ const (
 // MeshIdentityName is the operator's MeshIdentity for a Kuma mesh.
 func MeshIdentityName(kumaMesh string) string { return "spirefed-" + kumaMesh }
 
-// kumaSettings returns the Kuma settings with their defaults.
-func kumaSettings(integration *spirefedv1alpha1.MeshIntegration) spirefedv1alpha1.KumaIntegration {
+// KumaSettings returns the Kuma settings with their defaults.
+func KumaSettings(integration *spirefedv1alpha1.MeshIntegration) spirefedv1alpha1.KumaIntegration {
 	settings := spirefedv1alpha1.KumaIntegration{Mesh: "default", Namespace: "kuma-system"}
 	if integration.Kuma != nil {
 		if integration.Kuma.Mesh != "" {
@@ -49,7 +49,7 @@ func kumaSettings(integration *spirefedv1alpha1.MeshIntegration) spirefedv1alpha
 // dataplane of the mesh. No MeshTrust (the Spire provider validates peers
 // with SPIRE's ALL bundle), no MeshProxyPatch, no MeshTrafficPermission.
 func KumaObjects(mesh string, integration *spirefedv1alpha1.MeshIntegration, zone Zone) []*unstructured.Unstructured {
-	settings := kumaSettings(integration)
+	settings := KumaSettings(integration)
 	labels := Labels(mesh, zone.Name)
 	maps.Copy(labels, map[string]string{KumaMeshLabel: settings.Mesh, KumaOriginLabel: "zone"})
 	return []*unstructured.Unstructured{{Object: map[string]any{
@@ -81,7 +81,7 @@ type KumaInstall struct {
 
 // checkKuma judges a zone's Kuma install.
 func checkKuma(integration *spirefedv1alpha1.MeshIntegration, install KumaInstall) []finding {
-	settings := kumaSettings(integration)
+	settings := KumaSettings(integration)
 	if !install.MeshIdentityServed {
 		return []finding{{spirefedv1alpha1.ReasonMeshNotInstalled,
 			"Kuma 2.12 or later is not installed: the zone's API server does not serve kuma.io/v1alpha1 MeshIdentity"}}

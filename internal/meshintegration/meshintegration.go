@@ -17,8 +17,13 @@
 package meshintegration
 
 import (
+	"encoding/pem"
+	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -155,3 +160,21 @@ func suffix(revision string) string {
 
 // joinNames joins names for a message.
 func joinNames(names []string) string { return strings.Join(names, ", ") }
+
+// AuthoritiesPEM returns the X.509 authorities of a SPIFFE bundle (JSON)
+// as PEM, in the bundle's order.
+func AuthoritiesPEM(trustDomain, spiffeBundle string) (string, error) {
+	td, err := spiffeid.TrustDomainFromString(trustDomain)
+	if err != nil {
+		return "", fmt.Errorf("trust domain %q: %w", trustDomain, err)
+	}
+	parsed, err := spiffebundle.Parse(td, []byte(spiffeBundle))
+	if err != nil {
+		return "", fmt.Errorf("bundle of %s: %w", trustDomain, err)
+	}
+	var out strings.Builder
+	for _, authority := range parsed.X509Authorities() {
+		out.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: authority.Raw}))
+	}
+	return out.String(), nil
+}
