@@ -325,3 +325,29 @@ func (unstructuredApply) Type() types.PatchType { return types.ApplyPatchType }
 func (unstructuredApply) Data(obj client.Object) ([]byte, error) {
 	return obj.(*unstructured.Unstructured).MarshalJSON()
 }
+
+// MeshSDSValues returns the spire chart values of a Helm zone's SPIRE agent
+// SDS profile, from the meshes with an integration that count it as a
+// member (status.zones): Istio's or Kuma's profile, or none when there is
+// no such mesh or they disagree (the meshes report SDSProfileConflict). For
+// spirehelm.Lifecycle.MeshValues; a mesh change reaches the zone's release
+// at its next resync.
+func MeshSDSValues(reader client.Reader) func(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error) {
+	return func(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error) {
+		var meshList spirefedv1alpha1.FederationMeshList
+		if err := reader.List(ctx, &meshList); err != nil {
+			return nil, fmt.Errorf("listing meshes: %w", err)
+		}
+		var types []spirefedv1alpha1.MeshIntegrationType
+		for _, mesh := range meshList.Items {
+			if mesh.Spec.MeshIntegration == nil || !mesh.DeletionTimestamp.IsZero() {
+				continue
+			}
+			if slices.ContainsFunc(mesh.Status.Zones, func(member spirefedv1alpha1.MemberZone) bool { return member.Name == zone.Name }) {
+				types = append(types, mesh.Spec.MeshIntegration.Type)
+			}
+		}
+		values, _ := meshintegration.ZoneSDSProfile(types)
+		return values, nil
+	}
+}
