@@ -539,3 +539,49 @@ func TestMeshIntegrationKuma(t *testing.T) {
 		}
 	})
 }
+
+// TestMeshSDSValues: a Helm zone's SPIRE agent gets the SDS profile of the
+// meshes with an integration that count it as a member, and none when an
+// Istio mesh and a Kuma mesh disagree.
+func TestMeshSDSValues(t *testing.T) {
+	meshValues := MeshSDSValues(env.Management.Client)
+	zone := &spirefedv1alpha1.ZoneTrustDomain{ObjectMeta: metav1.ObjectMeta{Name: "sds-helm"}}
+	create := func(name string, meshType spirefedv1alpha1.MeshIntegrationType) {
+		mesh := &spirefedv1alpha1.FederationMesh{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: spirefedv1alpha1.FederationMeshSpec{
+				Zones:           spirefedv1alpha1.ZoneSelection{Names: []string{zone.Name}},
+				Topology:        spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
+				MeshIntegration: &spirefedv1alpha1.MeshIntegration{Type: meshType},
+			},
+		}
+		if err := env.Management.Client.Create(testCtx, mesh); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { waitForDeletion(t, mesh) })
+		// The zone does not exist: the mesh lists it as a member all the same.
+		waitForMeshCondition(t, name, spirefedv1alpha1.ZonesResolvedCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonZoneNotFound, zone.Name)
+	}
+	sds := func() map[string]any {
+		t.Helper()
+		values, err := meshValues(testCtx, zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if values == nil {
+			return nil
+		}
+		return values["spire-agent"].(map[string]any)["sds"].(map[string]any)
+	}
+	if got := sds(); got != nil {
+		t.Errorf("no mesh: SDS values %v", got)
+	}
+	create("sds-istio", spirefedv1alpha1.MeshIstio)
+	if got := sds(); got == nil || got["defaultAllBundlesName"] != meshintegration.SDSAllBundlesIstio {
+		t.Errorf("an Istio mesh: SDS values %v", got)
+	}
+	create("sds-kuma", spirefedv1alpha1.MeshKuma)
+	if got := sds(); got != nil {
+		t.Errorf("an Istio and a Kuma mesh: SDS values %v, want none", got)
+	}
+}
