@@ -34,7 +34,6 @@ import (
 // reconcileMeshIntegration runs the phase for every member zone.
 func (r *FederationMeshReconciler) reconcileMeshIntegration(ctx context.Context, scope *meshScope) {
 	mesh := scope.mesh
-	integration := mesh.Spec.MeshIntegration
 	conflicts := r.sdsConflicts(ctx, mesh)
 	reports := map[string]spirefedv1alpha1.ZoneMeshIntegration{}
 	for i := range mesh.Status.Zones {
@@ -43,50 +42,62 @@ func (r *FederationMeshReconciler) reconcileMeshIntegration(ctx context.Context,
 		if zone == nil {
 			continue
 		}
-		connected := scope.connected[member.Name]
-		if connected == nil || !slices.Contains(mesh.Status.AppliedZones, member.Name) {
-			why := scope.observed.Unreachable[member.Name]
-			if err := scope.observed.ApplyErrors[member.Name]; why == "" && err != nil {
-				why = err.Error()
-			}
-			if integration != nil {
-				report := meshintegration.Unreachable(why)
-				if member.MeshIntegration != nil {
-					report.Objects = member.MeshIntegration.Objects
-					report.PeerTrustDomains = member.MeshIntegration.PeerTrustDomains
-				}
-				member.MeshIntegration = &report
-				reports[member.Name] = report
-			}
-			continue
+		member.MeshIntegration = r.reconcileZoneMeshIntegration(ctx, scope, zone, member.MeshIntegration, conflicts[member.Name])
+		if mesh.Spec.MeshIntegration != nil && member.MeshIntegration != nil {
+			reports[member.Name] = *member.MeshIntegration
 		}
-		input := r.meshIntegrationZone(scope, zone, conflicts[member.Name])
-		var written []string
-		if member.MeshIntegration != nil {
-			written = member.MeshIntegration.Objects
-		}
-		outcome := r.syncMeshObjects(ctx, connected.Client, mesh, input, written)
-		if integration == nil {
-			member.MeshIntegration = nil
-			if len(outcome.Objects) > 0 {
-				// Not all removed yet: keep the record for the next pass.
-				member.MeshIntegration = &spirefedv1alpha1.ZoneMeshIntegration{Ready: metav1.ConditionUnknown, Reason: spirefedv1alpha1.ReasonDeleting,
-					Message: fmt.Sprintf("removing the mesh objects: %v", outcome.Err), Objects: outcome.Objects}
-				scope.pending++
-			}
-			continue
-		}
-		install, err := r.readMeshInstall(ctx, connected.Client, integration)
-		outcome.Err = errors.Join(outcome.Err, err)
-		report := meshintegration.Judge(integration, input, install, outcome)
-		member.MeshIntegration = &report
-		reports[member.Name] = report
 	}
-	if integration == nil {
+	if mesh.Spec.MeshIntegration == nil {
 		meta.RemoveStatusCondition(&mesh.Status.Conditions, spirefedv1alpha1.MeshIntegrationReadyCondition)
 		return
 	}
 	meta.SetStatusCondition(&mesh.Status.Conditions, meshintegration.Summarize(reports, mesh.Generation))
+}
+
+// reconcileZoneMeshIntegration writes, prunes and judges one member zone,
+// and returns its new status.zones[].meshIntegration (nil: nothing to
+// report). previous is what status said before this pass.
+func (r *FederationMeshReconciler) reconcileZoneMeshIntegration(ctx context.Context, scope *meshScope, zone *spirefedv1alpha1.ZoneTrustDomain,
+	previous *spirefedv1alpha1.ZoneMeshIntegration, sdsConflicts []string) *spirefedv1alpha1.ZoneMeshIntegration {
+	integration := scope.mesh.Spec.MeshIntegration
+	connected := scope.connected[zone.Name]
+	if connected == nil || !slices.Contains(scope.mesh.Status.AppliedZones, zone.Name) {
+		// Nothing is written or removed: what was written is remembered.
+		if integration == nil {
+			return previous
+		}
+		why := scope.observed.Unreachable[zone.Name]
+		if err := scope.observed.ApplyErrors[zone.Name]; why == "" && err != nil {
+			why = err.Error()
+		}
+		report := meshintegration.Unreachable(why)
+		if previous != nil {
+			report.Objects, report.PeerTrustDomains = previous.Objects, previous.PeerTrustDomains
+		}
+		return &report
+	}
+	input := r.meshIntegrationZone(scope, zone, sdsConflicts)
+	var written []string
+	if previous != nil {
+		written = previous.Objects
+	}
+	outcome := r.syncMeshObjects(ctx, connected.Client, scope.mesh, input, written)
+	if outcome.Err != nil {
+		ctrl.LoggerFrom(ctx).V(1).Info("Cannot write the mesh integration's objects", "zone", zone.Name, "error", outcome.Err.Error())
+	}
+	if integration == nil {
+		if len(outcome.Objects) == 0 {
+			return nil
+		}
+		// Not all removed yet: keep the record for the next pass.
+		scope.pending++
+		return &spirefedv1alpha1.ZoneMeshIntegration{Ready: metav1.ConditionUnknown, Reason: spirefedv1alpha1.ReasonDeleting,
+			Message: fmt.Sprintf("removing the mesh objects: %v", outcome.Err), Objects: outcome.Objects}
+	}
+	install, err := r.readMeshInstall(ctx, connected.Client, integration)
+	outcome.Err = errors.Join(outcome.Err, err)
+	report := meshintegration.Judge(integration, input, install, outcome)
+	return &report
 }
 
 // keepMeshIntegrationStatus carries status.zones[].meshIntegration over

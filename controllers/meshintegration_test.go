@@ -12,6 +12,7 @@ import (
 	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -281,6 +282,10 @@ func TestMeshIntegrationIstio(t *testing.T) {
 		}
 		waitForSharedMeshConfig(t, a.cluster, map[string]string{b.trustDomain(): b.endpoint.bootstrapPEM()})
 		waitForSharedMeshConfig(t, b.cluster, map[string]string{a.trustDomain(): a.endpoint.bootstrapPEM()})
+		// Each transition of the condition is an Event.
+		for _, reason := range []string{spirefedv1alpha1.ReasonMeshNotInstalled, spirefedv1alpha1.ReasonTrustDomainMismatch, spirefedv1alpha1.ReasonMeshIntegrated} {
+			waitForMeshEvent(t, name, condition, reason)
+		}
 		// The mesh workloads' identity, in the form Istio requires, for
 		// sidecars and gateways, federating with the peer.
 		identity := &spirev1alpha1.ClusterSPIFFEID{}
@@ -398,9 +403,12 @@ func TestMeshIntegrationIstio(t *testing.T) {
 				}
 			}
 		}
-		got := getMesh(t, name)
-		if meta.FindStatusCondition(got.Status.Conditions, condition) != nil || zoneMeshIntegration(got, a.name) != nil {
-			t.Errorf("status still reports the integration: %+v", got.Status)
+		// The status is written at the end of the pass that removed them.
+		deadline := testDeadline(30)
+		for got := getMesh(t, name); meta.FindStatusCondition(got.Status.Conditions, condition) != nil || zoneMeshIntegration(got, a.name) != nil; got = getMesh(t, name) {
+			if deadline() {
+				t.Fatalf("status still reports the integration: %+v", got.Status)
+			}
 		}
 	})
 
@@ -583,5 +591,32 @@ func TestMeshSDSValues(t *testing.T) {
 	create("sds-kuma", spirefedv1alpha1.MeshKuma)
 	if got := sds(); got != nil {
 		t.Errorf("an Istio and a Kuma mesh: SDS values %v, want none", got)
+	}
+}
+
+// waitForMeshEvent waits for an Event of a mesh with the action (the
+// condition type) and reason.
+func waitForMeshEvent(t *testing.T, mesh, action, reason string) {
+	t.Helper()
+	deadline := testDeadline(30)
+	for {
+		var list eventsv1.EventList
+		if err := env.Management.Client.List(testCtx, &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, event := range list.Items {
+			if event.Regarding.Name == mesh && event.Regarding.Kind == "FederationMesh" && event.Action == action && event.Reason == reason {
+				return
+			}
+		}
+		if deadline() {
+			var seen []string
+			for _, event := range list.Items {
+				if event.Regarding.Name == mesh {
+					seen = append(seen, event.Action+"/"+event.Reason)
+				}
+			}
+			t.Fatalf("no Event %s %s on mesh %s; its Events: %v", action, reason, mesh, seen)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -110,8 +111,28 @@ func Judge(integration *spirefedv1alpha1.MeshIntegration, zone Zone, install Ins
 	}
 	report.Ready = metav1.ConditionFalse
 	report.Reason = findings[0].reason
-	report.Message = strings.Join(messages, "; ")
+	report.Message = shorten(strings.Join(messages, "; "), maxZoneMessage)
 	return report
+}
+
+// Bounds of status messages: an Event's note (which repeats the
+// condition's message) takes at most 1024 bytes.
+const (
+	maxZoneMessage      = 1024
+	maxConditionMessage = 1000
+	maxZoneDetail       = 400
+)
+
+// shorten cuts text to at most limit bytes, on a rune boundary.
+func shorten(text string, limit int) string {
+	if len(text) <= limit {
+		return text
+	}
+	cut := limit - len("…")
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut] + "…"
 }
 
 // Unreachable reports a zone whose cluster could not be read.
@@ -178,14 +199,20 @@ func Summarize(reports map[string]spirefedv1alpha1.ZoneMeshIntegration, generati
 	}
 	condition.Status = metav1.ConditionFalse
 	condition.Reason = reports[first].Reason
-	parts := make([]string, 0, maxConditionZones+1)
-	for i, name := range failing {
-		if i == maxConditionZones {
-			parts = append(parts, fmt.Sprintf("%d more zones: see status.zones", len(failing)-maxConditionZones))
+	// The first zone's message in full (or nearly), the others by reason.
+	parts := []string{fmt.Sprintf("zone %s: %s (%s)", first, reports[first].Reason, shorten(reports[first].Message, maxZoneDetail))}
+	others := 0
+	for _, name := range failing {
+		if name == first {
+			continue
+		}
+		if others == maxConditionZones {
+			parts = append(parts, fmt.Sprintf("%d more zones", len(failing)-1-maxConditionZones))
 			break
 		}
-		parts = append(parts, fmt.Sprintf("zone %s: %s (%s)", name, reports[name].Reason, reports[name].Message))
+		others++
+		parts = append(parts, fmt.Sprintf("zone %s: %s", name, reports[name].Reason))
 	}
-	condition.Message = strings.Join(parts, "; ")
+	condition.Message = shorten(strings.Join(parts, "; ")+"; status.zones has every zone's checks", maxConditionMessage)
 	return condition
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -298,15 +299,23 @@ func TestSummarize(t *testing.T) {
 	}
 	condition = Summarize(map[string]spirefedv1alpha1.ZoneMeshIntegration{"a": pending, "b": missing, "c": ready}, 3)
 	if condition.Status != metav1.ConditionFalse || condition.Reason != spirefedv1alpha1.ReasonMeshNotInstalled ||
-		!strings.Contains(condition.Message, "zone a: PeersPending (p)") || !strings.Contains(condition.Message, "zone b: MeshNotInstalled (m)") {
+		!strings.HasPrefix(condition.Message, "zone b: MeshNotInstalled (m); zone a: PeersPending;") {
 		t.Errorf("failing: %+v", condition)
 	}
 	many := map[string]spirefedv1alpha1.ZoneMeshIntegration{}
-	for _, name := range []string{"a", "b", "c", "d", "e", "f", "g"} {
-		many[name] = pending
+	long := pending
+	long.Message = strings.Repeat("é", 2000)
+	for _, name := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+		many[name] = long
 	}
-	if condition := Summarize(many, 1); !strings.Contains(condition.Message, "2 more zones") {
-		t.Errorf("many: %s", condition.Message)
+	condition = Summarize(many, 1)
+	if !strings.Contains(condition.Message, "2 more zones") || len(condition.Message) > 1000 || !utf8.ValidString(condition.Message) {
+		t.Errorf("many: %d bytes: %s", len(condition.Message), condition.Message)
+	}
+	// Events repeat the message as their note, which takes 1024 bytes.
+	report := Judge(istio(false), zone1(), Install{}, Outcome{Err: errors.New(strings.Repeat("x", 5000))})
+	if len(report.Message) > 1024 {
+		t.Errorf("a zone's message of %d bytes", len(report.Message))
 	}
 }
 
