@@ -51,7 +51,7 @@ test: tools generate manifests fmt vet ## Run all tests against real API servers
 # Packages whose tests start no process (no API server, no SPIRE): the pure
 # planner, mesh status, diff, schedule and parsers, and the in-process Helm
 # chart source. They run in seconds.
-UNIT_PACKAGES := ./internal/apply/... ./internal/bundle/... ./internal/mesh/... ./internal/metrics/... \
+UNIT_PACKAGES := ./internal/apply/... ./internal/bundle/... ./internal/mesh/... ./internal/meshintegration/... ./internal/metrics/... \
 	./internal/plan/... ./internal/spirehelm/... ./internal/status/... ./internal/zones/...
 
 .PHONY: test-unit
@@ -61,7 +61,7 @@ test-unit: fmt vet ## Run only the tests that start no process (seconds, no tool
 # Fuzzing: every parser of outside input, one -fuzz target per go test.
 # Seeds are in testdata/fuzz/<target>; plain go test runs them.
 FUZZ_TARGETS := internal/bundle:FuzzParseSPIFFE internal/bundle:FuzzParseX509Authorities internal/bundle:FuzzCheckRedirect \
-	internal/bundle:FuzzValidTrustDomain internal/zones:FuzzRestConfigFromKubeconfig
+	internal/bundle:FuzzValidTrustDomain internal/zones:FuzzRestConfigFromKubeconfig internal/meshintegration:FuzzJudgeIstioInstall
 FUZZTIME ?= 30s
 FUZZTIME_SHORT ?= 6s
 

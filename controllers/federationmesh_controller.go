@@ -24,6 +24,7 @@ import (
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	meshstatus "github.com/spirefed/spire-federation-operator/internal/mesh"
+	"github.com/spirefed/spire-federation-operator/internal/meshintegration"
 	"github.com/spirefed/spire-federation-operator/internal/metrics"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
 	"github.com/spirefed/spire-federation-operator/internal/spireaccess"
@@ -165,6 +166,7 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	meshstatus.SetMembers(mesh, members)
+	keepMeshIntegrationStatus(mesh, before.Status.Zones)
 	if blocker := meshstatus.WriteBlocker(mesh, members); blocker != "" {
 		// Writing now could flip objects between zones or prune the whole
 		// federation on a typo: keep what the zones hold until it is fixed.
@@ -175,8 +177,11 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	scope := &meshScope{mesh: mesh, members: members}
 	r.observeZones(ctx, scope)
-	scope.plan = plan.Compute(meshstatus.PlanInput(mesh, members, scope.observed))
+	planInput := meshstatus.PlanInput(mesh, members, scope.observed)
+	planInput.Identities = meshintegration.WithIdentity(planInput.Identities, mesh.Spec.MeshIntegration)
+	scope.plan = plan.Compute(planInput)
 	r.applyPlan(ctx, scope)
+	r.reconcileMeshIntegration(ctx, scope)
 	r.refreshSpire(ctx, scope)
 	if err := r.cleanupFormerZones(ctx, scope); err != nil {
 		return ctrl.Result{}, err

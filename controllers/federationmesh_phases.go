@@ -227,6 +227,11 @@ func (r *FederationMeshReconciler) cleanupCluster(ctx context.Context, mesh *spi
 	if err != nil {
 		return false, nil
 	}
+	// The mesh's own objects go first: proxies stop asking SPIRE before
+	// their identities go.
+	if err := r.cleanupMeshIntegration(ctx, connected.Client, mesh, name); err != nil {
+		return false, fmt.Errorf("removing the mesh integration of mesh %s from zone %s: %w", mesh.Name, name, err)
+	}
 	live, err := apply.Observe(ctx, connected.Client, mesh.Name, name)
 	if err != nil {
 		return false, nil

@@ -47,6 +47,13 @@ type spireZone struct {
 // be Ready.
 func startSpireZone(t *testing.T, name, clusterName string) *spireZone {
 	t.Helper()
+	return startSpireZoneWithSDS(t, name, clusterName, nil)
+}
+
+// startSpireZoneWithSDS is startSpireZone with an agent that serves SDS
+// under the given names (nil: SPIRE's defaults).
+func startSpireZoneWithSDS(t *testing.T, name, clusterName string, sds *testenv.AgentSDS) *spireZone {
+	t.Helper()
 	cluster := env.Zones[clusterName]
 	namespace := "spire-" + name
 	className := namespace + "-spire"
@@ -78,7 +85,7 @@ func startSpireZone(t *testing.T, name, clusterName string) *spireZone {
 	zone.Spec.Spire.Namespace = namespace
 	zone.Spec.Spire.ClassName = className
 	zone.Spec.Spire.ServerAccess = &spirefedv1alpha1.SpireServerAccess{Socket: &spirefedv1alpha1.SocketAccess{Path: server.SocketPath}}
-	agent, err := env.StartSpireAgent(testCtx, server, "lab")
+	agent, err := env.StartSpireAgentWithSDS(testCtx, server, "lab", sds)
 	if err != nil {
 		t.Fatal(err)
 	}

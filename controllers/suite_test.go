@@ -133,6 +133,7 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		MaxRetryInterval: 4 * time.Second,
 		ProgressInterval: time.Second,
 		Clock:            realClock,
+		MeshValues:       MeshSDSValues(mgr.GetClient()),
 	}
 	applier := &apply.Applier{}
 	spireServers := &spireaccess.Access{}

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/meshintegration"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
 )
@@ -84,12 +88,69 @@ func TestLeastPrivilegeZone(t *testing.T) {
 	if err := cluster.Client.List(testCtx, &cftds, owned); err != nil || len(cftds.Items) != 1 || cftds.Items[0].Spec.TrustDomain != peer.trustDomain() {
 		t.Fatalf("ClusterFederatedTrustDomains in the zone: %+v, %v", cftds.Items, err)
 	}
+	// The mesh integration works with config/zone-rbac/mesh-integration.yaml
+	// (which binds the user spirefed-operator), until the mesh is deleted.
+	meshIntegrationWithLeastPrivilege(t, cluster)
 	waitForDeletion(t, mesh)
+	for _, name := range []string{meshintegration.IstioMeshConfigName} {
+		if err := cluster.Client.Get(testCtx, client.ObjectKey{Namespace: "istio-system", Name: name}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
+			t.Errorf("ConfigMap istio-system/%s after the mesh's deletion: %v", name, err)
+		}
+	}
 	if err := cluster.Client.List(testCtx, &cftds, owned); err != nil || len(cftds.Items) != 0 {
 		t.Errorf("left in the zone after the mesh's deletion: %d, %v", len(cftds.Items), err)
 	}
 	var ids spirev1alpha1.ClusterSPIFFEIDList
 	if err := cluster.Client.List(testCtx, &ids, owned); err != nil || len(ids.Items) != 0 {
 		t.Errorf("ClusterSPIFFEIDs left in the zone after the mesh's deletion: %d, %v", len(ids.Items), err)
+	}
+}
+
+// meshIntegrationWithLeastPrivilege grants the zone's user what
+// config/zone-rbac/mesh-integration.yaml grants, gives the zone an Istio
+// install, and turns the mesh "lp" into an Istio mesh with strict mTLS:
+// the zone "lp" reaches MeshIntegrated.
+func meshIntegrationWithLeastPrivilege(t *testing.T, cluster *testenv.Cluster) {
+	repo, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := os.ReadFile(filepath.Join(repo, "config", "zone-rbac", "mesh-integration.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ensureNamespace(t, cluster, "istio-system")
+	ensureNamespace(t, cluster, "kuma-system")
+	for _, doc := range strings.Split(string(manifest), "\n---\n") {
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
+			t.Fatal(err)
+		}
+		createInZone(t, t, cluster, obj)
+	}
+	installMeshCRDs(t, cluster, "istio")
+	istiodDeployment := istiod("docker.io/istio/pilot:1.30.3", corev1.EnvVar{Name: meshintegration.SharedMeshConfigEnv, Value: meshintegration.IstioMeshConfigName})
+	for _, obj := range []client.Object{
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"}, Data: map[string]string{"mesh": "trustDomain: lp.fed\n"}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector", Namespace: "istio-system"},
+			Data: map[string]string{"config": "templates:\n  spire: x\n  spire-gateway: x\n"}},
+		istiodDeployment,
+	} {
+		createInZone(t, t, cluster, obj)
+	}
+	updateMeshNamed(t, "lp", func(m *spirefedv1alpha1.FederationMesh) {
+		m.Spec.MeshIntegration = &spirefedv1alpha1.MeshIntegration{Type: spirefedv1alpha1.MeshIstio,
+			Istio: &spirefedv1alpha1.IstioIntegration{Namespace: "istio-system", StrictMTLS: true}}
+	})
+	deadline := testDeadline(30)
+	for {
+		report := zoneMeshIntegration(getMesh(t, "lp"), "lp")
+		if report != nil && report.Reason == spirefedv1alpha1.ReasonMeshIntegrated &&
+			strings.Join(report.Objects, ",") == "ConfigMap istio-system/spirefed-mesh,PeerAuthentication istio-system/default" {
+			return
+		}
+		if deadline() {
+			t.Fatalf("zone lp: %+v", report)
+		}
 	}
 }

@@ -43,6 +43,50 @@ const (
 	// ZonesResolvedCondition on a FederationMesh: every member zone named by
 	// the mesh exists and the topology refers only to members.
 	ZonesResolvedCondition = "ZonesResolved"
+
+	// MeshIntegrationReadyCondition on a FederationMesh with
+	// spec.meshIntegration: every member zone's mesh install is ready to
+	// use the federated SPIRE identities, and the operator's mesh objects
+	// are written there. Absent without spec.meshIntegration. It never
+	// changes the mesh's or a zone's Ready.
+	MeshIntegrationReadyCondition = "MeshIntegrationReady"
+)
+
+// Reasons for MeshIntegrationReady (and status.zones[].meshIntegration).
+const (
+	// ReasonMeshIntegrated: every member zone passes every check.
+	ReasonMeshIntegrated = "MeshIntegrated"
+	// ReasonMeshNotInstalled: the mesh's control plane (Istio's istio[-rev]
+	// ConfigMap, Kuma's Mesh or its MeshIdentity CRD) is not in the zone.
+	ReasonMeshNotInstalled = "MeshNotInstalled"
+	// ReasonTrustDomainMismatch: Istio's meshConfig.trustDomain is not the
+	// zone's SPIRE trust domain.
+	ReasonTrustDomainMismatch = "TrustDomainMismatch"
+	// ReasonSharedMeshConfigNotWired: istiod does not run with
+	// SHARED_MESH_CONFIG=spirefed-mesh, so it ignores the peers.
+	ReasonSharedMeshConfigNotWired = "SharedMeshConfigNotWired"
+	// ReasonInjectionTemplateMissing: Istio's sidecar injector has no
+	// spire or spire-gateway template.
+	ReasonInjectionTemplateMissing = "InjectionTemplateMissing"
+	// ReasonIstioTooOld: istiod is older than 1.29.2.
+	ReasonIstioTooOld = "IstioTooOld"
+	// ReasonMeshServicesNotExclusive: the Kuma Mesh's
+	// spec.meshServices.mode is not Exclusive.
+	ReasonMeshServicesNotExclusive = "MeshServicesNotExclusive"
+	// ReasonMeshIdentityNotReady: Kuma has not (yet) reported the
+	// operator's MeshIdentity Ready.
+	ReasonMeshIdentityNotReady = "MeshIdentityNotReady"
+	// ReasonSDSProfileConflict: the zone is in an Istio mesh and a Kuma
+	// mesh, whose SPIRE agent SDS profiles exclude each other.
+	ReasonSDSProfileConflict = "SDSProfileConflict"
+	// ReasonPeersPending: a trusted peer's bundle is not yet held by the
+	// zone's SPIRE (not yet in federatesWith of the mesh workloads).
+	ReasonPeersPending = "PeersPending"
+	// ReasonMeshIntegrationApplyFailed: writing the mesh objects in the
+	// zone failed.
+	ReasonMeshIntegrationApplyFailed = "MeshIntegrationApplyFailed"
+	// ReasonZoneUnreachable: the zone's cluster could not be read.
+	ReasonZoneUnreachable = "ZoneUnreachable"
 )
 
 // Reasons for ClusterReachable.

@@ -9,6 +9,7 @@ import (
 // mesh integration.
 // +kubebuilder:validation:XValidation:rule="!has(self.zones.names) || !has(self.topology.hub) || self.topology.hub in self.zones.names",message="topology.hub must be one of zones.names",fieldPath=".topology.hub"
 // +kubebuilder:validation:XValidation:rule="!has(self.zones.names) || !has(self.topology.links) || self.topology.links.all(l, l.from in self.zones.names && l.to in self.zones.names)",message="both ends of every topology.links entry must be in zones.names",fieldPath=".topology.links"
+// +kubebuilder:validation:XValidation:rule="!has(self.meshIntegration) || !has(self.identities) || self.identities.all(i, i.name != 'mesh-workloads')",message="the identity name mesh-workloads is reserved for the meshIntegration's workloads",fieldPath=".identities"
 type FederationMeshSpec struct {
 	// Zones selects the member ZoneTrustDomains.
 	Zones ZoneSelection `json:"zones"`
@@ -212,8 +213,16 @@ type IstioIntegration struct {
 
 	// Revision of the Istio control plane, empty for the default one.
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$`
 	// +optional
 	Revision string `json:"revision,omitempty"`
+
+	// StrictMTLS makes the operator write the mesh-wide PeerAuthentication
+	// "default" (mtls.mode STRICT) in Istio's root namespace of every member
+	// zone. Off by default: imposed silently it would break every plaintext
+	// client in the zone.
+	// +optional
+	StrictMTLS bool `json:"strictMTLS,omitempty"`
 }
 
 // KumaIntegration holds Kuma settings.
@@ -221,9 +230,17 @@ type KumaIntegration struct {
 	// Mesh is the name of the Kuma Mesh object.
 	// +kubebuilder:default=default
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:MaxLength=244
 	// +optional
 	Mesh string `json:"mesh,omitempty"`
+
+	// Namespace of the zone control plane (Kuma's system namespace), where
+	// zone-origin policies live.
+	// +kubebuilder:default=kuma-system
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // FederationMeshStatus is the observed state of a mesh.
@@ -331,6 +348,31 @@ type MemberZone struct {
 	TrustDomain string `json:"trustDomain,omitempty"`
 	// Ready is the zone's Ready condition status: True, False or Unknown.
 	Ready metav1.ConditionStatus `json:"ready"`
+	// MeshIntegration is the state of the service mesh integration in the
+	// zone; absent without spec.meshIntegration.
+	// +optional
+	MeshIntegration *ZoneMeshIntegration `json:"meshIntegration,omitempty"`
+}
+
+// ZoneMeshIntegration is the state of the service mesh integration in one
+// member zone.
+type ZoneMeshIntegration struct {
+	// Ready is True when the zone passes every check of the integration.
+	Ready metav1.ConditionStatus `json:"ready"`
+	// Reason in CamelCase: one of the MeshIntegrationReady reasons.
+	Reason string `json:"reason"`
+	// Message for humans: what is wrong and what to do.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// PeerTrustDomains the zone's mesh proxies trust, sorted.
+	// +listType=atomic
+	// +optional
+	PeerTrustDomains []string `json:"peerTrustDomains,omitempty"`
+	// Objects the operator wrote in the zone for the mesh, as
+	// "Kind namespace/name", sorted.
+	// +listType=atomic
+	// +optional
+	Objects []string `json:"objects,omitempty"`
 }
 
 // +kubebuilder:object:root=true
@@ -341,6 +383,7 @@ type MemberZone struct {
 // +kubebuilder:printcolumn:name="Ready Zones",type=string,JSONPath=`.status.readyZones`
 // +kubebuilder:printcolumn:name="Converged",type=string,JSONPath=`.status.conditions[?(@.type=="Converged")].status`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Mesh Integration",type=string,JSONPath=`.status.conditions[?(@.type=="MeshIntegrationReady")].reason`
 // +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 

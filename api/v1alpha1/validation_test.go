@@ -112,6 +112,9 @@ func TestAdmission(t *testing.T) {
 		{"identity without template", validMesh, `identities: [{name: w}]`, []string{"spec.identities[0].spiffeIDTemplate", "Required value"}},
 		{"istio settings on kuma", validMesh, `meshIntegration: {type: Kuma, istio: {namespace: istio-system}}`, []string{"spec.meshIntegration", "meshIntegration.istio is only allowed with type Istio"}},
 		{"unknown mesh", validMesh, `meshIntegration: {type: Linkerd}`, []string{"spec.meshIntegration.type", "Unsupported value"}},
+		{"identity name reserved for the mesh workloads", validMesh, `{meshIntegration: {type: Istio}, identities: [{name: mesh-workloads, spiffeIDTemplate: "spiffe://{{ .TrustDomain }}/x"}]}`, []string{"spec.identities", "reserved for the meshIntegration"}},
+		{"istio revision not a name", validMesh, `meshIntegration: {type: Istio, istio: {revision: "1.30"}}`, []string{"spec.meshIntegration.istio.revision", "should match"}},
+		{"kuma namespace not a name", validMesh, `meshIntegration: {type: Kuma, kuma: {namespace: Kuma_System}}`, []string{"spec.meshIntegration.kuma.namespace", "should match"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

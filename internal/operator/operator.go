@@ -228,6 +228,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 		MaxRetryInterval: opts.HelmMaxRetryInterval,
 		ProgressInterval: opts.HelmProgressInterval,
 		Clock:            opts.Clock,
+		MeshValues:       controllers.MeshSDSValues(mgr.GetClient()),
 	}
 	spireServers := &spireaccess.Access{}
 	go func() {

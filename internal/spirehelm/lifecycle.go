@@ -34,6 +34,10 @@ type Lifecycle struct {
 	// is checked again.
 	ProgressInterval time.Duration
 	Clock            clock.PassiveClock
+	// MeshValues returns the chart values the zone's service mesh
+	// integrations need (the SPIRE agent's SDS profile); the operator owns
+	// them like its other values. Nil: none.
+	MeshValues func(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error)
 }
 
 // Outcome of one reconcile of a zone's SPIRE releases.
@@ -66,7 +70,14 @@ func (l *Lifecycle) Reconcile(ctx context.Context, config *rest.Config, zone *sp
 	if current := zone.Status.Spire; current != nil && current.ReleaseName == zone.Spec.Spire.ReleaseName {
 		out.Release = *current.DeepCopy()
 	}
-	values, err := Values(zone)
+	var extra map[string]any
+	if l.MeshValues != nil {
+		var err error
+		if extra, err = l.MeshValues(ctx, zone); err != nil {
+			return out, fmt.Errorf("computing the service mesh values of zone %s: %w", zone.Name, err)
+		}
+	}
+	values, err := ValuesWith(zone, extra)
 	var valuesErr *ValuesError
 	if errors.As(err, &valuesErr) {
 		// A spec problem: nothing to retry until the spec changes.

@@ -104,10 +104,17 @@ func OwnedKeys(owned map[string]any) []string {
 // *ValuesError naming the key. https_web endpoints need the user to pick the
 // chart's certificate source.
 func Values(zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error) {
+	return ValuesWith(zone, nil)
+}
+
+// ValuesWith is Values where the operator also owns extra, e.g. the SPIRE
+// agent's SDS profile that the zone's service meshes need.
+func ValuesWith(zone *spirefedv1alpha1.ZoneTrustDomain, extra map[string]any) (map[string]any, error) {
 	owned, err := OwnedValues(zone)
 	if err != nil {
 		return nil, err
 	}
+	owned = mergeValues(owned, extra)
 	if key := zone.BootstrapConfigMap().Key; key != bootstrapKey {
 		return nil, &ValuesError{Message: fmt.Sprintf("bootstrapBundle.configMap.key is %q, but the chart publishes the bundle under %q", key, bootstrapKey)}
 	}

@@ -256,9 +256,37 @@ type SpireAgent struct {
 	AliasID string
 }
 
+// AgentSDS are the names under which an agent serves Envoy SDS (its
+// configuration's sds block), e.g. Istio's profile: default, "null",
+// ROOTCA. Empty fields keep SPIRE's defaults (default, ROOTCA, ALL).
+type AgentSDS struct {
+	DefaultSVIDName       string
+	DefaultBundleName     string
+	DefaultAllBundlesName string
+}
+
+func (s *AgentSDS) hcl() string {
+	if s == nil {
+		return ""
+	}
+	block := "    sds {\n"
+	for _, setting := range [][2]string{{"default_svid_name", s.DefaultSVIDName}, {"default_bundle_name", s.DefaultBundleName}, {"default_all_bundles_name", s.DefaultAllBundlesName}} {
+		if setting[1] != "" {
+			block += fmt.Sprintf("        %s = %q\n", setting[0], setting[1])
+		}
+	}
+	return block + "    }\n"
+}
+
 // StartSpireAgent starts an agent of a server. It is stopped with the
 // environment.
 func (e *Env) StartSpireAgent(ctx context.Context, server *SpireServer, name string) (*SpireAgent, error) {
+	return e.StartSpireAgentWithSDS(ctx, server, name, nil)
+}
+
+// StartSpireAgentWithSDS starts an agent of a server that serves SDS under
+// the given names.
+func (e *Env) StartSpireAgentWithSDS(ctx context.Context, server *SpireServer, name string, sds *AgentSDS) (*SpireAgent, error) {
 	binary, err := Tool("spire-agent")
 	if err != nil {
 		return nil, err
@@ -292,7 +320,7 @@ func (e *Env) StartSpireAgent(ctx context.Context, server *SpireServer, name str
     trust_bundle_path = %q
     trust_domain = %q
     join_token = %q
-}
+%s}
 
 plugins {
     NodeAttestor "join_token" {
@@ -305,7 +333,7 @@ plugins {
         plugin_data {}
     }
 }
-`, filepath.Join(dir, "data"), server.port, agent.SocketPath, bootstrapPath, server.TrustDomain, token)
+`, filepath.Join(dir, "data"), server.port, agent.SocketPath, bootstrapPath, server.TrustDomain, token, sds.hcl())
 	configPath := filepath.Join(dir, "agent.conf")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return nil, fmt.Errorf("writing configuration of agent %s: %w", name, err)
