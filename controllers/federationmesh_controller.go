@@ -154,7 +154,10 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	before := mesh.DeepCopy()
-	defer func() { retErr = errors.Join(retErr, r.writeStatus(ctx, before, mesh)) }()
+	// allPairs are every pair, for the metrics; status lists a bounded
+	// selection.
+	var allPairs []spirefedv1alpha1.PairStatus
+	defer func() { retErr = errors.Join(retErr, r.writeStatus(ctx, before, mesh, allPairs)) }()
 
 	members, err := r.resolveMembers(ctx, mesh)
 	if err != nil {
@@ -172,15 +175,18 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	scope := &meshScope{mesh: mesh, members: members}
 	r.observeZones(ctx, scope)
 	scope.plan = plan.Compute(meshstatus.PlanInput(mesh, members, scope.observed))
-	r.applyPlan(ctx, scope)
+	r.applyPlan(ctx, scope, slices.Sorted(maps.Keys(scope.observed.Live)))
+	r.completeFederatesWith(ctx, scope)
+	countPending(scope)
 	r.refreshSpire(ctx, scope)
 	if err := r.cleanupFormerZones(ctx, scope); err != nil {
 		return ctrl.Result{}, err
 	}
-	previousPairs := mesh.Status.Pairs
+	previous := mesh.Status
 	meshstatus.SetPairs(mesh, members, scope.plan, scope.observed, r.Clock.Now())
-	r.recordPairChanges(mesh, previousPairs)
+	r.recordPairChanges(mesh, previous)
 	meshstatus.Summarize(mesh, "")
+	allPairs = meshstatus.BoundPairs(mesh)
 	// The pass acted on this generation.
 	mesh.Status.ObservedGeneration = mesh.Generation
 	applyErrors := slices.Collect(maps.Values(scope.observed.ApplyErrors))
@@ -197,10 +203,20 @@ func (r *FederationMeshReconciler) requeueAfter(scope *meshScope) time.Duration 
 	return r.ResyncInterval
 }
 
-// writeStatus records the mesh's metrics and patches its status when it
-// changed.
-func (r *FederationMeshReconciler) writeStatus(ctx context.Context, before, mesh *spirefedv1alpha1.FederationMesh) error {
-	metrics.RecordMesh(mesh.Name, mesh.Status.PairTotals, mesh.Status.Pairs)
+// writeStatus records the mesh's metrics (pairs: every pair; nil: those
+// status lists) and patches its status when it changed.
+func (r *FederationMeshReconciler) writeStatus(ctx context.Context, before, mesh *spirefedv1alpha1.FederationMesh, pairs []spirefedv1alpha1.PairStatus) error {
+	var total int32
+	for _, count := range mesh.Status.PairTotals {
+		total += count
+	}
+	switch {
+	case pairs != nil:
+		metrics.RecordMesh(mesh.Name, mesh.Status.PairTotals, pairs)
+	case int(total) == len(mesh.Status.Pairs):
+		metrics.RecordMesh(mesh.Name, mesh.Status.PairTotals, mesh.Status.Pairs)
+	}
+	// Otherwise the pass judged no pair: the metrics keep the last judgement.
 	return status.Patch(ctx, r.Client, r.EventRecorder, before, mesh, func(m *spirefedv1alpha1.FederationMesh) any { return m.Status })
 }
 
@@ -210,16 +226,22 @@ const maxPairEvents = 10
 
 // recordPairChanges records an Event for every pair whose state changed
 // (Normal when it became Converged, Warning otherwise), at most
-// maxPairEvents, then one that counts the rest.
-func (r *FederationMeshReconciler) recordPairChanges(mesh *spirefedv1alpha1.FederationMesh, previous []spirefedv1alpha1.PairStatus) {
-	before := make(map[[2]string]spirefedv1alpha1.PairState, len(previous))
-	for _, pair := range previous {
+// maxPairEvents, then one that counts the rest. A pair that the previous
+// status left out of its bounded list was established.
+func (r *FederationMeshReconciler) recordPairChanges(mesh *spirefedv1alpha1.FederationMesh, previous spirefedv1alpha1.FederationMeshStatus) {
+	before := make(map[[2]string]spirefedv1alpha1.PairState, len(previous.Pairs))
+	for _, pair := range previous.Pairs {
 		before[[2]string{pair.From, pair.To}] = pair.State
 	}
+	var previousTotal int32
+	for _, count := range previous.PairTotals {
+		previousTotal += count
+	}
+	bounded := int(previousTotal) > len(previous.Pairs)
 	recorded, more := 0, 0
 	for _, pair := range mesh.Status.Pairs {
 		old, known := before[[2]string{pair.From, pair.To}]
-		if known && old == pair.State {
+		if known && old == pair.State || !known && bounded && meshstatus.Established(pair) {
 			continue
 		}
 		if recorded == maxPairEvents {
@@ -238,6 +260,6 @@ func (r *FederationMeshReconciler) recordPairChanges(mesh *spirefedv1alpha1.Fede
 		r.EventRecorder.Eventf(mesh, nil, eventType, "Pair"+string(pair.State), "Judge", "Pair %s->%s: %s -> %s (%s): %s", pair.From, pair.To, from, pair.State, pair.Reason, pair.Message)
 	}
 	if more > 0 {
-		r.EventRecorder.Eventf(mesh, nil, corev1.EventTypeNormal, "PairsChanged", "Judge", "%d more pairs changed state; status.pairs has them all", more)
+		r.EventRecorder.Eventf(mesh, nil, corev1.EventTypeNormal, "PairsChanged", "Judge", "%d more pairs changed state; see status.pairTotals and status.zones, or the metric spirefed_mesh_pair_converged", more)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -63,71 +64,182 @@ func (r *FederationMeshReconciler) resolveMembers(ctx context.Context, mesh *spi
 	return members, nil
 }
 
-// observeZones connects to every member zone and reads what it holds. A
-// zone that cannot be reached or read is recorded as unreachable: nothing
-// is applied or pruned there.
+// zoneConcurrency bounds the zones a mesh reads or writes at once.
+const zoneConcurrency = 16
+
+// forEachZone calls fn for every name, at most zoneConcurrency at a time,
+// and returns when all calls have.
+func forEachZone(names []string, fn func(name string)) {
+	limit := make(chan struct{}, zoneConcurrency)
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		limit <- struct{}{}
+		go func() {
+			defer func() { <-limit; wg.Done() }()
+			fn(name)
+		}()
+	}
+	wg.Wait()
+}
+
+// zoneObservation is what observing one zone found.
+type zoneObservation struct {
+	connected   *zones.Zone
+	live        *apply.Live
+	unreachable string
+	server      spireaccess.Server
+	held        map[string]spireaccess.HeldBundle
+	spireError  string
+}
+
+// observeZones connects to every member zone and reads what it holds, in
+// parallel: the operator's own objects from each zone's cache, and the
+// SPIRE server where one is configured. A zone that cannot be reached or
+// read is recorded as unreachable: nothing is applied or pruned there.
 func (r *FederationMeshReconciler) observeZones(ctx context.Context, scope *meshScope) {
 	scope.observed = meshstatus.NewObservation()
 	scope.spireServers = map[string]spireaccess.Server{}
 	scope.connected = map[string]*zones.Zone{}
+	var names []string
 	for name, zone := range scope.members {
-		if zone == nil {
-			continue
+		if zone != nil {
+			names = append(names, name)
 		}
-		connected, err := r.Zones.Connect(ctx, zone)
-		if err != nil {
-			scope.observed.Unreachable[name] = err.Error()
-			continue
-		}
-		live, err := apply.Observe(ctx, connected.Client, scope.mesh.Name, name)
-		if err != nil {
-			scope.observed.Unreachable[name] = err.Error()
-			continue
-		}
-		scope.observed.Live[name] = live
-		scope.connected[name] = connected
-		r.observeSpire(ctx, scope, zone, connected)
 	}
+	found := make([]zoneObservation, len(names))
+	indexes := make(map[string]int, len(names))
+	for i, name := range names {
+		indexes[name] = i
+	}
+	forEachZone(names, func(name string) {
+		found[indexes[name]] = r.observeZone(ctx, scope.mesh.Name, scope.members[name])
+	})
+	for i, name := range names {
+		zone := found[i]
+		switch {
+		case zone.unreachable != "":
+			scope.observed.Unreachable[name] = zone.unreachable
+			continue
+		case zone.spireError != "":
+			scope.observed.SpireErrors[name] = zone.spireError
+		case zone.held != nil:
+			scope.observed.SpireHeld[name] = zone.held
+		}
+		if zone.server != nil {
+			scope.spireServers[name] = zone.server
+		}
+		scope.observed.Live[name] = zone.live
+		scope.connected[name] = zone.connected
+	}
+}
+
+// observeZone connects to one zone and reads what it holds for the mesh.
+func (r *FederationMeshReconciler) observeZone(ctx context.Context, mesh string, zone *spirefedv1alpha1.ZoneTrustDomain) zoneObservation {
+	connected, err := r.Zones.Connect(ctx, zone)
+	if err != nil {
+		return zoneObservation{unreachable: err.Error()}
+	}
+	live, err := apply.Observe(ctx, connected.Owned, mesh, zone.Name)
+	if err != nil {
+		return zoneObservation{unreachable: err.Error()}
+	}
+	observation := zoneObservation{connected: connected, live: live}
+	r.observeSpire(ctx, &observation, zone)
+	return observation
 }
 
 // observeSpire reads which federated bundles a zone's SPIRE server holds,
 // when the zone names a way to reach it.
-func (r *FederationMeshReconciler) observeSpire(ctx context.Context, scope *meshScope, zone *spirefedv1alpha1.ZoneTrustDomain, connected *zones.Zone) {
+func (r *FederationMeshReconciler) observeSpire(ctx context.Context, observation *zoneObservation, zone *spirefedv1alpha1.ZoneTrustDomain) {
 	if r.Spire == nil {
 		return
 	}
-	server, err := r.Spire.ServerFor(zone, connected.Config, connected.Clientset)
+	server, err := r.Spire.ServerFor(zone, observation.connected.Config, observation.connected.Clientset)
 	if server == nil && err == nil {
 		return
 	}
 	if err == nil {
-		scope.spireServers[zone.Name] = server
+		observation.server = server
 		var held map[string]spireaccess.HeldBundle
 		if held, err = r.readSpire(ctx, server, zone.Spec.TrustDomain); err == nil {
-			scope.observed.SpireHeld[zone.Name] = held
+			observation.held = held
 			return
 		}
 	}
-	scope.observed.SpireErrors[zone.Name] = err.Error()
+	observation.spireError = err.Error()
 	ctrl.LoggerFrom(ctx).V(1).Info("Cannot read the zone's SPIRE server", "zone", zone.Name, "error", err.Error())
 }
 
-// applyPlan applies each reachable zone's plan. A failure in one zone does
-// not stop the others.
-func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshScope) {
-	for name, live := range scope.observed.Live {
-		if err := r.claimZone(ctx, scope.mesh, name); err != nil {
+// applyPlan applies each reachable zone's plan, zones in parallel. A
+// failure in one zone does not stop the others. Zones are claimed first
+// (one status write for all new ones), so that no zone is written to
+// before the mesh records that it may own objects there.
+func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshScope, names []string) {
+	if err := r.claimZones(ctx, scope.mesh, names); err != nil {
+		for _, name := range names {
 			scope.observed.ApplyErrors[name] = err
-			continue
 		}
-		zonePlan := scope.plan.Zones[name]
-		result, err := r.writeZone(ctx, name, scope.connected[name], live, zonePlan)
-		scope.observed.Applied[name] = result
+		return
+	}
+	type outcome struct {
+		result apply.Result
+		err    error
+	}
+	outcomes := make([]outcome, len(names))
+	forEachZone(names, func(name string) {
+		i := slices.Index(names, name)
+		if err := r.checkZone(ctx, scope.mesh, name); err != nil {
+			outcomes[i].err = err
+			return
+		}
+		result, err := r.writeZone(ctx, name, scope.connected[name], scope.observed.Live[name], scope.plan.Zones[name])
 		if err != nil {
-			scope.observed.ApplyErrors[name] = fmt.Errorf("applying mesh %s in zone %s: %w", scope.mesh.Name, name, err)
+			err = fmt.Errorf("applying mesh %s in zone %s: %w", scope.mesh.Name, name, err)
+		}
+		outcomes[i] = outcome{result: result, err: err}
+	})
+	for i, name := range names {
+		scope.observed.Applied[name] = outcomes[i].result
+		if outcomes[i].err != nil {
+			scope.observed.ApplyErrors[name] = outcomes[i].err
+		}
+	}
+}
+
+// completeFederatesWith plans again from what the zones hold after the
+// first writes, and writes a second time in the zones where identities can
+// now federate with more peers: without SPIRE access, the evidence that a
+// zone holds a peer's bundle is the ClusterFederatedTrustDomain the pass
+// just wrote, so a new mesh's federatesWith is complete after one pass
+// instead of waiting for the next one.
+func (r *FederationMeshReconciler) completeFederatesWith(ctx context.Context, scope *meshScope) {
+	first := scope.plan
+	replanned := plan.Compute(meshstatus.PlanInput(scope.mesh, scope.members, scope.observed))
+	var names []string
+	for name := range scope.observed.Applied {
+		if _, failed := scope.observed.ApplyErrors[name]; failed {
 			continue
 		}
-		scope.pending += zonePlan.WaitingIdentities() + result.Deferred
+		if replanned.Zones[name].WaitingIdentities() < first.Zones[name].WaitingIdentities() {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	slices.Sort(names)
+	scope.plan = replanned
+	r.applyPlan(ctx, scope, names)
+}
+
+// countPending adds to scope.pending the identities whose federatesWith
+// waits for bundles and the objects whose removal waits for a later pass.
+func countPending(scope *meshScope) {
+	for name, result := range scope.observed.Applied {
+		if _, failed := scope.observed.ApplyErrors[name]; !failed {
+			scope.pending += scope.plan.Zones[name].WaitingIdentities() + result.Deferred
+		}
 	}
 }
 
@@ -142,24 +254,41 @@ func (r *FederationMeshReconciler) writeZone(ctx context.Context, name string, c
 // errZoneDeleting stops writes to a zone that is being deleted.
 var errZoneDeleting = errors.New("the zone is being deleted")
 
-// claimZone records, before the mesh first writes to a zone, that it may
-// own objects there (so that the zone's deletion waits for the mesh to
-// clean up), then reads the zone uncached to make sure it is not being
-// deleted.
-func (r *FederationMeshReconciler) claimZone(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, name string) error {
-	if !slices.Contains(mesh.Status.AppliedZones, name) {
-		// Patch a copy: the answer must not overwrite the status this
-		// reconcile is building.
-		before := mesh.DeepCopy()
-		claimed := mesh.DeepCopy()
-		addAppliedZone(claimed, name)
-		if err := r.Status().Patch(ctx, claimed, client.MergeFrom(before)); err != nil {
-			return fmt.Errorf("recording zone %s in mesh %s: %w", name, mesh.Name, err)
+// claimZones records, before the mesh first writes to zones, that it may
+// own objects there (so that a zone's deletion waits for the mesh to clean
+// up): one status patch for every zone not claimed yet.
+func (r *FederationMeshReconciler) claimZones(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, names []string) error {
+	var unclaimed []string
+	for _, name := range names {
+		if !slices.Contains(mesh.Status.AppliedZones, name) {
+			unclaimed = append(unclaimed, name)
 		}
+	}
+	if len(unclaimed) == 0 {
+		return nil
+	}
+	// Patch a copy: the answer must not overwrite the status this
+	// reconcile is building.
+	before := mesh.DeepCopy()
+	claimed := mesh.DeepCopy()
+	for _, name := range unclaimed {
+		addAppliedZone(claimed, name)
+	}
+	if err := r.Status().Patch(ctx, claimed, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("recording zones %v in mesh %s: %w", unclaimed, mesh.Name, err)
+	}
+	for _, name := range unclaimed {
 		addAppliedZone(mesh, name)
 	}
+	return nil
+}
+
+// checkZone makes sure a claimed zone is not being deleted, from the
+// cache: the zone is in status.appliedZones, so its deletion waits for the
+// mesh to clean up whatever a write based on a slightly stale read adds.
+func (r *FederationMeshReconciler) checkZone(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, name string) error {
 	zone := &spirefedv1alpha1.ZoneTrustDomain{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, zone); err != nil {
+	if err := r.Get(ctx, types.NamespacedName{Name: name}, zone); err != nil {
 		return fmt.Errorf("reading zone %s: %w", name, err)
 	}
 	if !zone.DeletionTimestamp.IsZero() {
@@ -208,7 +337,7 @@ func (r *FederationMeshReconciler) cleanupZone(ctx context.Context, mesh *spiref
 	if err != nil {
 		return false, nil
 	}
-	live, err := apply.Observe(ctx, connected.Client, mesh.Name, name)
+	live, err := apply.Observe(ctx, connected.Owned, mesh.Name, name)
 	if err != nil {
 		return false, nil
 	}
@@ -242,7 +371,7 @@ func (r *FederationMeshReconciler) reconcileDelete(ctx context.Context, mesh *sp
 	if len(remaining) > 0 {
 		mesh.Status.AppliedZones = remaining
 		meshstatus.Summarize(mesh, "")
-		errs = append(errs, r.writeStatus(ctx, before, mesh))
+		errs = append(errs, r.writeStatus(ctx, before, mesh, nil))
 		if err := errors.Join(errs...); err != nil {
 			return ctrl.Result{}, err
 		}

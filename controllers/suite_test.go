@@ -114,6 +114,7 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		Scheme:        env.Scheme,
 		ProbeInterval: 500 * time.Millisecond,
 		Log:           ctrl.Log.WithName("zones"),
+		OwnedLabels:   apply.OwnedLabels,
 	})
 	if err := mgr.Add(registry); err != nil {
 		return nil, err

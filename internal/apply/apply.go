@@ -31,35 +31,96 @@ const FieldManager = "spire-federation-operator"
 
 // Live is what one zone's cluster holds that concerns a mesh.
 type Live struct {
-	// FederatedTrustDomains are all ClusterFederatedTrustDomains of the
-	// cluster, owned or not (to detect conflicts).
+	// FederatedTrustDomains are the ClusterFederatedTrustDomains the
+	// operator owns in the cluster for the zone (any mesh) and, once
+	// ReadForeign ran, every other one of the cluster (to detect conflicts).
 	FederatedTrustDomains []*spirev1alpha1.ClusterFederatedTrustDomain
 	// SPIFFEIDs are the ClusterSPIFFEIDs the mesh owns in the cluster for the zone.
 	SPIFFEIDs []*spirev1alpha1.ClusterSPIFFEID
 	// StaticEntries are the ClusterStaticEntries the mesh owns there.
 	StaticEntries []*spirev1alpha1.ClusterStaticEntry
+	// ForeignRead says whether FederatedTrustDomains holds the cluster's
+	// objects that the operator does not own for the zone.
+	ForeignRead bool
 
 	mesh, zone string
 }
 
-// Observe lists what the zone's cluster holds for mesh and zone (a cluster
-// may host several zones). An error means the state is unknown: the caller
-// must then neither apply nor prune.
-func Observe(ctx context.Context, c client.Reader, mesh, zone string) (*Live, error) {
+// OwnedLabels are the labels of every object the operator owns in a
+// zone's cluster for that zone, whatever the mesh: what a zone's cache of
+// owned objects selects.
+func OwnedLabels(zone string) map[string]string {
+	return map[string]string{plan.LabelManagedBy: plan.ManagedBy, plan.LabelZone: zone}
+}
+
+// Observe reads what the zone's cluster holds for mesh and zone (a cluster
+// may host several zones) from owned, a reader of the objects the operator
+// owns there for the zone (the zone's cache): an observation that lists
+// nothing else. An error means the state is unknown: the caller must then
+// neither apply nor prune.
+func Observe(ctx context.Context, owned client.Reader, mesh, zone string) (*Live, error) {
+	zoneLabels := client.MatchingLabels(OwnedLabels(zone))
 	var federated spirev1alpha1.ClusterFederatedTrustDomainList
-	if err := c.List(ctx, &federated); err != nil {
+	if err := owned.List(ctx, &federated, zoneLabels); err != nil {
 		return nil, fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
 	}
-	owned := client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh, plan.LabelZone: zone}
+	meshLabels := client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh, plan.LabelZone: zone}
 	var ids spirev1alpha1.ClusterSPIFFEIDList
-	if err := c.List(ctx, &ids, owned); err != nil {
+	if err := owned.List(ctx, &ids, meshLabels); err != nil {
 		return nil, fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
 	}
 	var static spirev1alpha1.ClusterStaticEntryList
-	if err := c.List(ctx, &static, owned); err != nil {
+	if err := owned.List(ctx, &static, meshLabels); err != nil {
 		return nil, fmt.Errorf("listing ClusterStaticEntries: %w", err)
 	}
 	return &Live{FederatedTrustDomains: pointers(federated.Items), SPIFFEIDs: pointers(ids.Items), StaticEntries: pointers(static.Items), mesh: mesh, zone: zone}, nil
+}
+
+// ReadForeign adds to live the ClusterFederatedTrustDomains of the
+// cluster that the operator does not own for the zone, read uncached
+// through c: only needed before creating one (see NeedsForeign).
+func (l *Live) ReadForeign(ctx context.Context, c client.Reader) error {
+	if l.ForeignRead {
+		return nil
+	}
+	var all spirev1alpha1.ClusterFederatedTrustDomainList
+	if err := c.List(ctx, &all); err != nil {
+		return fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
+	}
+	known := make(map[string]bool, len(l.FederatedTrustDomains))
+	for _, cftd := range l.FederatedTrustDomains {
+		known[cftd.Name] = true
+	}
+	for i := range all.Items {
+		if !known[all.Items[i].Name] {
+			l.FederatedTrustDomains = append(l.FederatedTrustDomains, &all.Items[i])
+		}
+	}
+	l.ForeignRead = true
+	return nil
+}
+
+// NeedsForeign says whether applying zonePlan creates a
+// ClusterFederatedTrustDomain the mesh does not hold yet in the zone: a
+// conflict with an object the operator does not own is checked then, and
+// only then. An object the mesh already owns is kept current without that
+// check, so that a rotation or an idle pass lists nothing it does not own.
+func NeedsForeign(live *Live, zonePlan *plan.ZonePlan) bool {
+	if live.ForeignRead {
+		return false
+	}
+	held := make(map[string]bool, len(live.FederatedTrustDomains))
+	for _, cftd := range live.FederatedTrustDomains {
+		if live.owns(cftd.Labels) {
+			held[cftd.Name] = true
+		}
+	}
+	for _, desired := range zonePlan.FederatedTrustDomains {
+		if !held[desired.Name] {
+			return true
+		}
+	}
+	return false
 }
 
 func pointers[T any](items []T) []*T {
@@ -214,10 +275,50 @@ func unplanned[T client.Object](owner *Live, live []T, desired []T, keep func(T)
 // deletes. It makes no decision of its own.
 type Applier struct{}
 
-// Apply makes the zone's cluster hold zonePlan for mesh: it computes the
-// diff and executes it.
+// Apply makes the zone's cluster hold zonePlan for mesh: it reads the
+// cluster's other ClusterFederatedTrustDomains when it must create one
+// (NeedsForeign), computes the diff and executes it.
 func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePlan *plan.ZonePlan) (Result, error) {
-	return a.Execute(ctx, c, ComputeDiff(live, zonePlan))
+	if NeedsForeign(live, zonePlan) {
+		if err := live.ReadForeign(ctx, c); err != nil {
+			return Result{}, err
+		}
+	}
+	diff := ComputeDiff(live, zonePlan)
+	result, err := a.Execute(ctx, c, diff)
+	live.record(diff.Writes[:min(result.Writes, len(diff.Writes))], err != nil)
+	return result, err
+}
+
+// record updates live with the objects just written (the last one only if
+// it did not fail), so that a second pass of the same reconcile plans from
+// what the zone now holds.
+func (l *Live) record(written []client.Object, lastFailed bool) {
+	if lastFailed && len(written) > 0 {
+		written = written[:len(written)-1]
+	}
+	for _, obj := range written {
+		switch typed := obj.(type) {
+		case *spirev1alpha1.ClusterFederatedTrustDomain:
+			l.FederatedTrustDomains = replaced(l.FederatedTrustDomains, typed)
+		case *spirev1alpha1.ClusterSPIFFEID:
+			l.SPIFFEIDs = replaced(l.SPIFFEIDs, typed)
+		case *spirev1alpha1.ClusterStaticEntry:
+			l.StaticEntries = replaced(l.StaticEntries, typed)
+		}
+	}
+}
+
+// replaced returns live with obj in place of the object of the same name,
+// or added.
+func replaced[T client.Object](live []T, obj T) []T {
+	for i := range live {
+		if live[i].GetName() == obj.GetName() {
+			live[i] = obj
+			return live
+		}
+	}
+	return append(live, obj)
 }
 
 // Execute writes a diff in its order and stops at the first failed call.

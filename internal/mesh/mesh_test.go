@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -328,5 +329,58 @@ func TestKstatusConditions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestBoundPairs(t *testing.T) {
+	t.Parallel()
+	pairs := func(total, problems int) []spirefedv1alpha1.PairStatus {
+		var out []spirefedv1alpha1.PairStatus
+		for i := range total {
+			pair := spirefedv1alpha1.PairStatus{From: fmt.Sprintf("z%04d", i), To: "hub", State: spirefedv1alpha1.PairConverged}
+			if i < problems {
+				pair.State, pair.Reason = spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonApplyFailed
+			}
+			out = append(out, pair)
+		}
+		return out
+	}
+	cases := []struct {
+		name                  string
+		total, problems       int
+		wantListed, wantOmits int
+	}{
+		{"a small mesh lists every pair", MaxListedPairs, 3, MaxListedPairs, 0},
+		{"a large converged mesh lists none", 2000, 0, 0, 0},
+		{"a large mesh lists its problems", 2000, 7, 7, 0},
+		{"problems beyond the bound are counted", 2000, 250, MaxListedPairs, 150},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mesh := &spirefedv1alpha1.FederationMesh{}
+			mesh.Status.Pairs = pairs(tc.total, tc.problems)
+			all := BoundPairs(mesh)
+			if len(all) != tc.total || len(mesh.Status.Pairs) != tc.wantListed || int(mesh.Status.OmittedPairs) != tc.wantOmits {
+				t.Errorf("all %d, listed %d, omitted %d; want %d, %d, %d", len(all), len(mesh.Status.Pairs), mesh.Status.OmittedPairs, tc.total, tc.wantListed, tc.wantOmits)
+			}
+		})
+	}
+}
+
+func TestSetPairsSummarizesZones(t *testing.T) {
+	t.Parallel()
+	f := newPairFixture()
+	mesh := &spirefedv1alpha1.FederationMesh{}
+	SetMembers(mesh, f.members)
+	SetPairs(mesh, f.members, plan.Plan{Links: []plan.Link{{From: "a", To: "b"}}}, f.observed, time.Now())
+	for _, zone := range mesh.Status.Zones {
+		want := int32(0)
+		if zone.Name == "a" {
+			want = 1
+		}
+		if zone.Peers != want || zone.EstablishedPeers != want {
+			t.Errorf("zone %s: peers %d, established %d; want %d", zone.Name, zone.Peers, zone.EstablishedPeers, want)
+		}
 	}
 }

@@ -206,6 +206,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 		Scheme:        mgr.GetScheme(),
 		ProbeInterval: opts.ZoneProbeInterval,
 		Log:           ctrl.Log.WithName("zones"),
+		OwnedLabels:   apply.OwnedLabels,
 	})
 	if err := mgr.Add(zoneRegistry); err != nil {
 		return fmt.Errorf("adding zone registry: %w", err)

@@ -18,10 +18,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -59,6 +61,10 @@ type Options struct {
 	ProbeInterval time.Duration
 	// Log receives health transitions.
 	Log logr.Logger
+	// OwnedLabels returns the labels that mark the objects the operator
+	// owns in a zone's cluster for that zone; Zone.Owned caches only
+	// those. Nil: Zone.Owned reads through Zone.Client, uncached.
+	OwnedLabels func(zone string) map[string]string
 }
 
 // Registry caches zone clients and probes their health. It is a manager
@@ -113,6 +119,11 @@ type Zone struct {
 	Name string
 	// Client of the zone's cluster, uncached.
 	Client client.Client
+	// Owned reads, from a cache kept current by watches, the objects the
+	// operator owns in the zone's cluster for this zone (the labels
+	// OwnedLabels returns; managedFields stripped). Steady-state reads go
+	// here, never to the API server.
+	Owned client.Reader
 	// Config reaches the zone's cluster (for exec into Pods), with the
 	// registry's client limits, and Clientset is built from it.
 	Config    *rest.Config
@@ -166,7 +177,11 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 		var clientset kubernetes.Interface
 		clientset, err = kubernetes.NewForConfig(limited)
 		if err == nil {
-			return r.startZone(zone.Name, accessKey, probeNamespace, limited, zoneClient, clientset), nil
+			var owned ownedCache
+			owned, err = r.newOwnedCache(limited, zoneClient, zone.Name)
+			if err == nil {
+				return r.startZone(zone.Name, accessKey, probeNamespace, limited, zoneClient, clientset, owned), nil
+			}
 		}
 	}
 	delete(r.zones, zone.Name)
@@ -175,11 +190,12 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 
 // startZone registers a connected zone and starts its health probe.
 // r.mu is held.
-func (r *Registry) startZone(name, accessKey, probeNamespace string, config *rest.Config, zoneClient client.Client, clientset kubernetes.Interface) *Zone {
+func (r *Registry) startZone(name, accessKey, probeNamespace string, config *rest.Config, zoneClient client.Client, clientset kubernetes.Interface, owned ownedCache) *Zone {
 	ctx, stop := context.WithCancel(r.rootCtx)
 	connected := &Zone{
 		Name:           name,
 		Client:         zoneClient,
+		Owned:          owned,
 		Config:         config,
 		Clientset:      clientset,
 		accessKey:      accessKey,
@@ -190,7 +206,62 @@ func (r *Registry) startZone(name, accessKey, probeNamespace string, config *res
 	}
 	r.zones[name] = connected
 	go r.probeLoop(ctx, connected)
+	if owned.cache != nil {
+		go func() {
+			if err := owned.cache.Start(ctx); err != nil {
+				r.opts.Log.Error(err, "Cache of owned objects stopped", "zone", name)
+			}
+		}()
+	}
 	return connected
+}
+
+// ownedCache reads the operator's own objects in a zone's cluster: a
+// label-filtered cache, or the uncached client when the registry has no
+// OwnedLabels.
+type ownedCache struct {
+	client.Reader
+	cache cache.Cache
+}
+
+// ownedSyncTimeout bounds the first read of a kind from a zone's cache
+// (the informer's initial list): an unreachable zone fails the read
+// instead of holding the reconcile.
+const ownedSyncTimeout = 10 * time.Second
+
+// newOwnedCache builds the cache of the objects the operator owns in a
+// zone's cluster for that zone: only objects with the zone's ownership
+// labels are listed and watched, and their managedFields are dropped.
+func (r *Registry) newOwnedCache(config *rest.Config, zoneClient client.Client, zone string) (ownedCache, error) {
+	if r.opts.OwnedLabels == nil {
+		return ownedCache{Reader: zoneClient}, nil
+	}
+	zoneCache, err := cache.New(config, cache.Options{
+		Scheme:               r.opts.Scheme,
+		Mapper:               zoneClient.RESTMapper(),
+		DefaultLabelSelector: labels.SelectorFromSet(r.opts.OwnedLabels(zone)),
+		DefaultTransform:     cache.TransformStripManagedFields(),
+	})
+	if err != nil {
+		return ownedCache{}, err
+	}
+	return ownedCache{Reader: timedReader{zoneCache}, cache: zoneCache}, nil
+}
+
+// timedReader bounds every read of a cache by ownedSyncTimeout: the first
+// read of a kind waits for the initial list.
+type timedReader struct{ reader client.Reader }
+
+func (t timedReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	ctx, cancel := context.WithTimeout(ctx, ownedSyncTimeout)
+	defer cancel()
+	return t.reader.Get(ctx, key, obj, opts...)
+}
+
+func (t timedReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	ctx, cancel := context.WithTimeout(ctx, ownedSyncTimeout)
+	defer cancel()
+	return t.reader.List(ctx, list, opts...)
 }
 
 // EnsureWatch makes sure a watch of the given kind runs in a connected
