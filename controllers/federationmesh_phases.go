@@ -140,7 +140,12 @@ func (r *FederationMeshReconciler) observeZone(ctx context.Context, mesh string,
 	if err != nil {
 		return zoneObservation{unreachable: err.Error()}
 	}
-	live, err := apply.Observe(ctx, connected.Owned, mesh, zone.Name)
+	// The cache would serve what it last saw: a zone whose probe fails
+	// is unreachable.
+	if reason, message := connected.Health(); reason != "" && reason != spirefedv1alpha1.ReasonConnected {
+		return zoneObservation{unreachable: message}
+	}
+	live, err := apply.Observe(ctx, connected.Owned(), mesh, zone.Name)
 	if err != nil {
 		return zoneObservation{unreachable: err.Error()}
 	}
@@ -337,7 +342,7 @@ func (r *FederationMeshReconciler) cleanupZone(ctx context.Context, mesh *spiref
 	if err != nil {
 		return false, nil
 	}
-	live, err := apply.Observe(ctx, connected.Owned, mesh.Name, name)
+	live, err := apply.Observe(ctx, connected.Owned(), mesh.Name, name)
 	if err != nil {
 		return false, nil
 	}

@@ -119,11 +119,6 @@ type Zone struct {
 	Name string
 	// Client of the zone's cluster, uncached.
 	Client client.Client
-	// Owned reads, from a cache kept current by watches, the objects the
-	// operator owns in the zone's cluster for this zone (the labels
-	// OwnedLabels returns; managedFields stripped). Steady-state reads go
-	// here, never to the API server.
-	Owned client.Reader
 	// Config reaches the zone's cluster (for exec into Pods), with the
 	// registry's client limits, and Clientset is built from it.
 	Config    *rest.Config
@@ -137,9 +132,33 @@ type Zone struct {
 	ctx        context.Context
 	stopProbes context.CancelFunc
 
-	mu         sync.Mutex
-	lastReason string
-	watches    map[string]*watch
+	mu          sync.Mutex
+	lastReason  string
+	lastMessage string
+	watches     map[string]*watch
+	// owned is the cache of the operator's own objects; ownedStop stops it.
+	owned     ownedCache
+	ownedStop context.CancelFunc
+}
+
+// Owned reads, from a cache kept current by watches, the objects the
+// operator owns in the zone's cluster for this zone (the labels
+// Options.OwnedLabels returns; managedFields stripped). Steady-state reads
+// go here, never to the API server. The cache is rebuilt when the zone
+// comes back after its probe failed, so that it never serves what an
+// outage kept from it.
+func (z *Zone) Owned() client.Reader {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.owned.Reader
+}
+
+// Health is the outcome of the zone's last probe: a ClusterReachable
+// reason (empty before the first probe) and, when it failed, why.
+func (z *Zone) Health() (reason, message string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.lastReason, z.lastMessage
 }
 
 // WatchFunc watches something in a zone's cluster until ctx ends, and
@@ -195,7 +214,6 @@ func (r *Registry) startZone(name, accessKey, probeNamespace string, config *res
 	connected := &Zone{
 		Name:           name,
 		Client:         zoneClient,
-		Owned:          owned,
 		Config:         config,
 		Clientset:      clientset,
 		accessKey:      accessKey,
@@ -204,16 +222,43 @@ func (r *Registry) startZone(name, accessKey, probeNamespace string, config *res
 		stopProbes:     stop,
 		watches:        map[string]*watch{},
 	}
+	connected.mu.Lock()
+	r.startOwned(connected, owned)
+	connected.mu.Unlock()
 	r.zones[name] = connected
 	go r.probeLoop(ctx, connected)
-	if owned.cache != nil {
-		go func() {
-			if err := owned.cache.Start(ctx); err != nil {
-				r.opts.Log.Error(err, "Cache of owned objects stopped", "zone", name)
-			}
-		}()
-	}
 	return connected
+}
+
+// startOwned makes owned the zone's cache of owned objects, and stops the
+// previous one. zone.mu is held.
+func (r *Registry) startOwned(zone *Zone, owned ownedCache) {
+	if zone.ownedStop != nil {
+		zone.ownedStop()
+	}
+	ctx, stop := context.WithCancel(zone.ctx)
+	zone.owned, zone.ownedStop = owned, stop
+	if owned.cache == nil {
+		return
+	}
+	go func() {
+		if err := owned.cache.Start(ctx); err != nil {
+			r.opts.Log.Error(err, "Cache of owned objects stopped", "zone", zone.Name)
+		}
+	}()
+}
+
+// refreshOwned replaces the zone's cache of owned objects with a new one,
+// which lists them again.
+func (r *Registry) refreshOwned(zone *Zone) {
+	owned, err := r.newOwnedCache(zone.Config, zone.Client, zone.Name)
+	if err != nil {
+		r.opts.Log.Error(err, "Rebuilding the cache of owned objects", "zone", zone.Name)
+		return
+	}
+	zone.mu.Lock()
+	defer zone.mu.Unlock()
+	r.startOwned(zone, owned)
 }
 
 // ownedCache reads the operator's own objects in a zone's cluster: a
@@ -350,12 +395,18 @@ func (r *Registry) probeLoop(ctx context.Context, zone *Zone) {
 			return
 		case <-ticker.C:
 		}
+		previous, _ := zone.Health()
 		err := zone.Probe(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if zone.recordReason(reasonOf(err)) {
+		if zone.recordReason(reasonOf(err), messageOf(err)) || previous != reasonOf(err) {
 			r.opts.Log.V(1).Info("Zone health changed", "zone", zone.Name, "reason", reasonOf(err))
+			if err == nil && previous != "" {
+				// Back from an outage: what the cache holds may miss
+				// changes made while its watches were down.
+				r.refreshOwned(zone)
+			}
 			r.enqueue(ctx, zone.Name)
 		}
 	}
@@ -377,7 +428,7 @@ const probeTimeout = 5 * time.Second
 // returns nil or an *AccessError, and records the outcome.
 func (z *Zone) Probe(ctx context.Context) error {
 	err := z.probe(ctx)
-	z.recordReason(reasonOf(err))
+	z.recordReason(reasonOf(err), messageOf(err))
 	return err
 }
 
@@ -405,12 +456,20 @@ func (z *Zone) probe(ctx context.Context) error {
 }
 
 // recordReason stores the latest probe outcome and says whether it changed.
-func (z *Zone) recordReason(reason string) bool {
+func (z *Zone) recordReason(reason, message string) bool {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	changed := z.lastReason != reason
-	z.lastReason = reason
+	z.lastReason, z.lastMessage = reason, message
 	return changed
+}
+
+// messageOf is a probe error's message, or "".
+func messageOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // reasonOf maps a probe error to a ClusterReachable reason.
