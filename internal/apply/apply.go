@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,14 +34,15 @@ const FieldManager = "spire-federation-operator"
 type Live struct {
 	// FederatedTrustDomains are the ClusterFederatedTrustDomains the
 	// operator owns in the cluster for the zone (any mesh) and, once
-	// ReadForeign ran, every other one of the cluster (to detect conflicts).
+	// ReadForeign ran, those of the cluster that the operator did not
+	// write (to detect conflicts).
 	FederatedTrustDomains []*spirev1alpha1.ClusterFederatedTrustDomain
 	// SPIFFEIDs are the ClusterSPIFFEIDs the mesh owns in the cluster for the zone.
 	SPIFFEIDs []*spirev1alpha1.ClusterSPIFFEID
 	// StaticEntries are the ClusterStaticEntries the mesh owns there.
 	StaticEntries []*spirev1alpha1.ClusterStaticEntry
 	// ForeignRead says whether FederatedTrustDomains holds the cluster's
-	// objects that the operator does not own for the zone.
+	// objects that the operator did not write.
 	ForeignRead bool
 
 	mesh, zone string
@@ -77,25 +79,24 @@ func Observe(ctx context.Context, owned client.Reader, mesh, zone string) (*Live
 }
 
 // ReadForeign adds to live the ClusterFederatedTrustDomains of the
-// cluster that the operator does not own for the zone, read uncached
-// through c: only needed before creating one (see NeedsForeign).
+// cluster that the operator did not write (no managed-by label of its
+// own), read uncached through c: only needed before creating one (see
+// NeedsForeign). Objects the operator wrote for other meshes of the zone
+// are in live already; those it wrote for other zones of the same cluster
+// are named per zone and handled by another className.
 func (l *Live) ReadForeign(ctx context.Context, c client.Reader) error {
 	if l.ForeignRead {
 		return nil
 	}
-	var all spirev1alpha1.ClusterFederatedTrustDomainList
-	if err := c.List(ctx, &all); err != nil {
-		return fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
+	notOurs, err := labels.Parse(plan.LabelManagedBy + "!=" + plan.ManagedBy)
+	if err != nil {
+		return err
 	}
-	known := make(map[string]bool, len(l.FederatedTrustDomains))
-	for _, cftd := range l.FederatedTrustDomains {
-		known[cftd.Name] = true
+	var foreign spirev1alpha1.ClusterFederatedTrustDomainList
+	if err := c.List(ctx, &foreign, client.MatchingLabelsSelector{Selector: notOurs}); err != nil {
+		return fmt.Errorf("listing ClusterFederatedTrustDomains the operator did not write: %w", err)
 	}
-	for i := range all.Items {
-		if !known[all.Items[i].Name] {
-			l.FederatedTrustDomains = append(l.FederatedTrustDomains, &all.Items[i])
-		}
-	}
+	l.FederatedTrustDomains = append(l.FederatedTrustDomains, pointers(foreign.Items)...)
 	l.ForeignRead = true
 	return nil
 }
