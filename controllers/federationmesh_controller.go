@@ -173,15 +173,24 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
 	}
 	scope := &meshScope{mesh: mesh, members: members}
+	timeline := newPhaseTimeline(r.Clock)
 	r.observeZones(ctx, scope)
+	timeline.mark("observe")
 	scope.plan = plan.Compute(meshstatus.PlanInput(mesh, members, scope.observed))
+	timeline.mark("plan")
 	r.applyPlan(ctx, scope, slices.Sorted(maps.Keys(scope.observed.Live)))
 	r.completeFederatesWith(ctx, scope)
 	countPending(scope)
+	timeline.mark("apply")
 	r.refreshSpire(ctx, scope)
+	timeline.mark("spire")
 	if err := r.cleanupFormerZones(ctx, scope); err != nil {
 		return ctrl.Result{}, err
 	}
+	timeline.mark("cleanup")
+	defer func() {
+		ctrl.LoggerFrom(ctx).V(1).Info("Reconciled mesh", append(timeline.keysAndValues(), "zones", len(members))...)
+	}()
 	previous := mesh.Status
 	meshstatus.SetPairs(mesh, members, scope.plan, scope.observed, r.Clock.Now())
 	r.recordPairChanges(mesh, previous)
@@ -192,6 +201,27 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	applyErrors := slices.Collect(maps.Values(scope.observed.ApplyErrors))
 	return ctrl.Result{RequeueAfter: r.requeueAfter(scope)}, errors.Join(applyErrors...)
 }
+
+// phaseTimeline records how long each phase of a pass took, for the
+// debug log.
+type phaseTimeline struct {
+	clock  clock.Clock
+	last   time.Time
+	phases []any
+}
+
+func newPhaseTimeline(c clock.Clock) *phaseTimeline {
+	return &phaseTimeline{clock: c, last: c.Now()}
+}
+
+// mark ends a phase.
+func (t *phaseTimeline) mark(phase string) {
+	now := t.clock.Now()
+	t.phases = append(t.phases, phase, now.Sub(t.last).String())
+	t.last = now
+}
+
+func (t *phaseTimeline) keysAndValues() []any { return t.phases }
 
 // requeueAfter is soon while something settles without a watch event, the
 // resync interval otherwise.

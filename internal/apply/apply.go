@@ -55,6 +55,11 @@ func OwnedLabels(zone string) map[string]string {
 	return map[string]string{plan.LabelManagedBy: plan.ManagedBy, plan.LabelZone: zone}
 }
 
+// OwnedKinds are the kinds the operator writes in zones' clusters.
+func OwnedKinds() []client.Object {
+	return []client.Object{&spirev1alpha1.ClusterFederatedTrustDomain{}, &spirev1alpha1.ClusterSPIFFEID{}, &spirev1alpha1.ClusterStaticEntry{}}
+}
+
 // Observe reads what the zone's cluster holds for mesh and zone (a cluster
 // may host several zones) from owned, a reader of the objects the operator
 // owns there for the zone (the zone's cache): an observation that lists

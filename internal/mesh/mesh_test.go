@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -383,4 +384,39 @@ func TestSetPairsSummarizesZones(t *testing.T) {
 			t.Errorf("zone %s: peers %d, established %d; want %d", zone.Name, zone.Peers, zone.EstablishedPeers, want)
 		}
 	}
+}
+
+// TestStatusSizeAtThousandZones checks that the status of a 1,000-zone
+// hub-and-spoke mesh whose every pair fails stays far below etcd's 1.5 MB
+// object limit.
+func TestStatusSizeAtThousandZones(t *testing.T) {
+	t.Parallel()
+	members := Members{}
+	var names []string
+	observed := NewObservation()
+	for i := range 1000 {
+		name := fmt.Sprintf("zone-%04d", i)
+		names = append(names, name)
+		zone := &spirefedv1alpha1.ZoneTrustDomain{Spec: spirefedv1alpha1.ZoneTrustDomainSpec{TrustDomain: name + ".example.org"}}
+		zone.Status.Conditions = []metav1.Condition{condition(ready, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded)}
+		members[name] = zone
+		observed.Unreachable[name] = "the zone's API server did not answer: dial tcp 10.0.0.1:6443: connect: connection refused"
+	}
+	mesh := &spirefedv1alpha1.FederationMesh{ObjectMeta: metav1.ObjectMeta{Name: "big"}}
+	mesh.Spec.Topology = spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyHubAndSpoke, Hub: names[0]}
+	SetMembers(mesh, members)
+	SetPairs(mesh, members, plan.Plan{Links: plan.Links(mesh.Spec.Topology, names)}, observed, time.Now())
+	Summarize(mesh, "")
+	all := BoundPairs(mesh)
+	document, err := json.Marshal(mesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1998 || len(mesh.Status.Pairs) != MaxListedPairs || mesh.Status.OmittedPairs != 1898 {
+		t.Errorf("pairs: %d in all, %d listed, %d omitted", len(all), len(mesh.Status.Pairs), mesh.Status.OmittedPairs)
+	}
+	if len(document) > 400_000 {
+		t.Errorf("the mesh is %d bytes", len(document))
+	}
+	t.Logf("1,000-zone mesh status: %d bytes", len(document))
 }

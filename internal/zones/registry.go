@@ -65,6 +65,9 @@ type Options struct {
 	// owns in a zone's cluster for that zone; Zone.Owned caches only
 	// those. Nil: Zone.Owned reads through Zone.Client, uncached.
 	OwnedLabels func(zone string) map[string]string
+	// OwnedKinds are the kinds of those objects: their watches start as
+	// soon as the zone connects, so that the first read finds them synced.
+	OwnedKinds []client.Object
 }
 
 // Registry caches zone clients and probes their health. It is a manager
@@ -246,6 +249,13 @@ func (r *Registry) startOwned(zone *Zone, owned ownedCache) {
 			r.opts.Log.Error(err, "Cache of owned objects stopped", "zone", zone.Name)
 		}
 	}()
+	for _, kind := range r.opts.OwnedKinds {
+		// Start the watch without waiting for it; a kind the zone's
+		// cluster does not serve fails here and again when it is read.
+		if _, err := owned.cache.GetInformer(ctx, kind, cache.BlockUntilSynced(false)); err != nil {
+			r.opts.Log.V(1).Info("Not watching a kind in the zone's cluster", "zone", zone.Name, "kind", fmt.Sprintf("%T", kind), "error", err.Error())
+		}
+	}
 }
 
 // refreshOwned replaces the zone's cache of owned objects with a new one,
