@@ -65,7 +65,7 @@ func (r *FederationMeshReconciler) resolveMembers(ctx context.Context, mesh *spi
 }
 
 // zoneConcurrency bounds the zones a mesh reads or writes at once.
-const zoneConcurrency = 16
+const zoneConcurrency = 32
 
 // forEachZone calls fn for every name, at most zoneConcurrency at a time,
 // and returns when all calls have.
