@@ -219,6 +219,14 @@ func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshSco
 // just wrote, so a new mesh's federatesWith is complete after one pass
 // instead of waiting for the next one.
 func (r *FederationMeshReconciler) completeFederatesWith(ctx context.Context, scope *meshScope) {
+	wrote := false
+	for _, result := range scope.observed.Applied {
+		wrote = wrote || result.Writes > 0
+	}
+	if !wrote {
+		// Nothing changed in any zone: planning again gives the same plan.
+		return
+	}
 	first := scope.plan
 	replanned := plan.Compute(meshstatus.PlanInput(scope.mesh, scope.members, scope.observed))
 	var names []string

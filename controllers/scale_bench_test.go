@@ -77,6 +77,14 @@ func scaleRotations() int {
 // scaleIdleWindow is how long the mesh is watched while nothing changes.
 const scaleIdleWindow = 30 * time.Second
 
+// report records a figure as a benchmark metric and prints it at once
+// (the benchmark line comes only after the mesh's deletion, which takes
+// minutes at 200 zones).
+func report(b *testing.B, size int, value float64, unit string) {
+	b.ReportMetric(value, unit)
+	fmt.Printf("scale: zones=%d %s=%.4g\n", size, unit, value)
+}
+
 func benchmarkScale(b *testing.B, size int) {
 	b.StopTimer()
 	memory := startMemorySampler()
@@ -98,18 +106,18 @@ func benchmarkScale(b *testing.B, size int) {
 	}
 	b.Cleanup(func() { waitForScaleDeletion(b, mesh) })
 	ready, federated := waitForScaleConvergence(b, meshName, size, created)
-	b.ReportMetric(ready.Seconds(), "cold-ready-s")
-	b.ReportMetric(federated.Seconds(), "cold-federatesWith-s")
+	report(b, size, ready.Seconds(), "cold-ready-s")
+	report(b, size, federated.Seconds(), "cold-federatesWith-s")
 
 	latencies := measureRotations(b, members, scaleRotations())
-	b.ReportMetric(float64(percentile(latencies, 50).Milliseconds()), "rotation-p50-ms")
-	b.ReportMetric(float64(percentile(latencies, 95).Milliseconds()), "rotation-p95-ms")
+	report(b, size, float64(percentile(latencies, 50).Milliseconds()), "rotation-p50-ms")
+	report(b, size, float64(percentile(latencies, 95).Milliseconds()), "rotation-p95-ms")
 
 	idle := measureIdle(b, meshName)
-	b.ReportMetric(float64(idle.writes), "idle-writes")
-	b.ReportMetric(float64(idle.statusWrites), "idle-status-writes")
-	b.ReportMetric(idle.meanReconcile.Seconds()*1000, "idle-reconcile-ms")
-	b.ReportMetric(idle.cpuPercent, "idle-cpu-%")
+	report(b, size, float64(idle.writes), "idle-writes")
+	report(b, size, float64(idle.statusWrites), "idle-status-writes")
+	report(b, size, idle.meanReconcile.Seconds()*1000, "idle-reconcile-ms")
+	report(b, size, idle.cpuPercent, "idle-cpu-%")
 
 	current := &spirefedv1alpha1.FederationMesh{}
 	if err := env.Management.Client.Get(testCtx, client.ObjectKey{Name: meshName}, current); err != nil {
@@ -119,9 +127,9 @@ func benchmarkScale(b *testing.B, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(len(document))/1024, "mesh-KiB")
-	b.ReportMetric(float64(memory.stop())/(1<<20), "heap-peak-MiB")
-	b.ReportMetric(float64(maxRSS())/(1<<20), "process-rss-peak-MiB")
+	report(b, size, float64(len(document))/1024, "mesh-KiB")
+	report(b, size, float64(memory.stop())/(1<<20), "heap-peak-MiB")
+	report(b, size, float64(maxRSS())/(1<<20), "process-rss-peak-MiB")
 }
 
 // scaleZone is one zone of the scale benchmark.
