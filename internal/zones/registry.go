@@ -399,6 +399,7 @@ func (r *Registry) resolveAccess(ctx context.Context, zone *spirefedv1alpha1.Zon
 func (r *Registry) probeLoop(ctx context.Context, zone *Zone) {
 	ticker := time.NewTicker(r.opts.ProbeInterval)
 	defer ticker.Stop()
+	var failingSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -410,13 +411,21 @@ func (r *Registry) probeLoop(ctx context.Context, zone *Zone) {
 		if ctx.Err() != nil {
 			return
 		}
-		if zone.recordReason(reasonOf(err), messageOf(err)) || previous != reasonOf(err) {
-			r.opts.Log.V(1).Info("Zone health changed", "zone", zone.Name, "reason", reasonOf(err))
-			if err == nil && previous != "" {
-				// Back from an outage: what the cache holds may miss
-				// changes made while its watches were down.
+		// A zone that failed one probe only (an API server too busy to
+		// answer in time) is left to the cache's own watches, which
+		// resume where they stopped; after a longer outage they may be
+		// waiting out their backoff, so the cache lists everything again.
+		switch {
+		case err != nil && failingSince.IsZero():
+			failingSince = time.Now()
+		case err == nil && !failingSince.IsZero():
+			if time.Since(failingSince) > r.opts.ProbeInterval*3/2 {
 				r.refreshOwned(zone)
 			}
+			failingSince = time.Time{}
+		}
+		if previous != reasonOf(err) {
+			r.opts.Log.V(1).Info("Zone health changed", "zone", zone.Name, "reason", reasonOf(err))
 			r.enqueue(ctx, zone.Name)
 		}
 	}
