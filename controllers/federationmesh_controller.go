@@ -40,9 +40,6 @@ const meshSettleInterval = 2 * time.Second
 // Every field is required, except Spire (nil: SPIRE servers are not read).
 type FederationMeshReconciler struct {
 	client.Client
-	// APIReader reads zones uncached right before writing to them, so that
-	// a zone being deleted is never written to.
-	APIReader     client.Reader
 	Zones         ZoneConnector
 	Applier       ZoneWriter
 	EventRecorder events.EventRecorder
@@ -66,8 +63,8 @@ type FederationMeshReconciler struct {
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *FederationMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.EventRecorder == nil || r.Zones == nil || r.Applier == nil || r.APIReader == nil || r.Clock == nil {
-		return errors.New("FederationMeshReconciler needs Zones, Applier, APIReader, EventRecorder and Clock")
+	if r.EventRecorder == nil || r.Zones == nil || r.Applier == nil || r.Clock == nil {
+		return errors.New("FederationMeshReconciler needs Zones, Applier, EventRecorder and Clock")
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&spirefedv1alpha1.FederationMesh{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).

@@ -168,7 +168,6 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 	}
 	if err := (&FederationMeshReconciler{
 		Client:               mgr.GetClient(),
-		APIReader:            mgr.GetAPIReader(),
 		Zones:                registry,
 		Applier:              applier,
 		EventRecorder:        mgr.GetEventRecorder("spire-federation-operator"),

@@ -285,7 +285,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 	}()
 	if err := (&controllers.FederationMeshReconciler{
 		Client:               mgr.GetClient(),
-		APIReader:            apiReader,
 		Zones:                zoneRegistry,
 		Applier:              applier,
 		EventRecorder:        recorder,
