@@ -211,17 +211,22 @@ func ComputeDiff(live *Live, zonePlan *plan.ZonePlan) Diff {
 		return equality.Semantic.DeepEqual(current.Spec, desired.Spec)
 	})...)
 
+	others := live.notOwned()
 	var federated []*spirev1alpha1.ClusterFederatedTrustDomain
 	for _, desired := range zonePlan.FederatedTrustDomains {
-		if message := conflict(live, desired); message != "" {
+		if message := conflict(others, desired); message != "" {
 			diff.Conflicts[desired.Spec.TrustDomain] = message
 			continue
 		}
 		federated = append(federated, desired)
 	}
 	federatedWrites := changed(live.FederatedTrustDomains, federated, sameFederation)
+	written := make(map[string]bool, len(federatedWrites))
+	for _, obj := range federatedWrites {
+		written[obj.GetName()] = true
+	}
 	for _, desired := range federated {
-		if !slices.ContainsFunc(federatedWrites, func(o client.Object) bool { return o.GetName() == desired.Name }) {
+		if !written[desired.Name] {
 			diff.Current[desired.Spec.TrustDomain] = true
 		}
 	}
@@ -264,9 +269,13 @@ func changed[T client.Object](live []T, desired []T, same func(current, desired 
 // unplanned returns the live objects the mesh owns in the zone that are
 // not desired, except those keep holds on to.
 func unplanned[T client.Object](owner *Live, live []T, desired []T, keep func(T) bool) []client.Object {
+	planned := make(map[string]bool, len(desired))
+	for _, obj := range desired {
+		planned[obj.GetName()] = true
+	}
 	var deletes []client.Object
 	for _, obj := range live {
-		if !owner.owns(obj.GetLabels()) || slices.ContainsFunc(desired, func(d T) bool { return d.GetName() == obj.GetName() }) {
+		if !owner.owns(obj.GetLabels()) || planned[obj.GetName()] {
 			continue
 		}
 		if keep != nil && keep(obj) {
@@ -369,15 +378,24 @@ func (l *Live) FederatedWith() map[string]bool {
 	return peers
 }
 
-// conflict explains why the mesh must not write desired: another object
-// that the zone's spire-controller-manager handles (same className, or
-// none) federates with the same trust domain, or another object holds the
-// name.
-func conflict(live *Live, desired *spirev1alpha1.ClusterFederatedTrustDomain) string {
-	for _, cftd := range live.FederatedTrustDomains {
-		if live.owns(cftd.Labels) {
-			continue
+// notOwned are the ClusterFederatedTrustDomains live holds that the mesh
+// does not own in the zone.
+func (l *Live) notOwned() []*spirev1alpha1.ClusterFederatedTrustDomain {
+	var others []*spirev1alpha1.ClusterFederatedTrustDomain
+	for _, cftd := range l.FederatedTrustDomains {
+		if !l.owns(cftd.Labels) {
+			others = append(others, cftd)
 		}
+	}
+	return others
+}
+
+// conflict explains why the mesh must not write desired: another object
+// (of others, those the mesh does not own) that the zone's
+// spire-controller-manager handles (same className, or none) federates
+// with the same trust domain, or another object holds the name.
+func conflict(others []*spirev1alpha1.ClusterFederatedTrustDomain, desired *spirev1alpha1.ClusterFederatedTrustDomain) string {
+	for _, cftd := range others {
 		sameManager := cftd.Spec.ClassName == desired.Spec.ClassName || cftd.Spec.ClassName == ""
 		switch {
 		case cftd.Spec.TrustDomain == desired.Spec.TrustDomain && sameManager:
