@@ -140,9 +140,10 @@ func (r *FederationMeshReconciler) observeZone(ctx context.Context, mesh string,
 	if err != nil {
 		return zoneObservation{unreachable: err.Error()}
 	}
-	// The cache would serve what it last saw: a zone whose probe fails
-	// is unreachable.
-	if reason, message := connected.Health(); reason != "" && reason != spirefedv1alpha1.ReasonConnected {
+	// The cache would serve what it last saw: a zone whose API server
+	// does not answer, or refuses the credentials, is unreachable. (A
+	// probe that is Forbidden got an answer: the cache is current.)
+	if reason, message := connected.Health(); reason == spirefedv1alpha1.ReasonUnreachable || reason == spirefedv1alpha1.ReasonUnauthorized {
 		return zoneObservation{unreachable: message}
 	}
 	live, err := apply.Observe(ctx, connected.Owned(), mesh, zone.Name)
