@@ -85,10 +85,17 @@ demo: tools ## Run the local multi-zone lab (broker.example and stockmarket.exam
 demo-down: ## Stop a lab started with make demo (from another shell).
 	@if [ -f bin/demo/pid ]; then kill -TERM "$$(cat bin/demo/pid)" && echo "lab stopping"; else echo "no lab running"; fi
 
+# Zones of the scale benchmark (full meshes on the suite's three zone API
+# servers) and rotations measured per size.
+BENCH_ZONES ?= 10,50,200
+BENCH_ROTATIONS ?= 10
+
 .PHONY: bench
-bench: tools ## Run the benchmarks: planner, propagation, and the lab's rotation and join bench (figures in the README).
+bench: tools ## Run the benchmarks: planner, propagation, scale (10, 50, 200 zones), and the lab's rotation and join bench (figures in the README).
 	go test ./internal/plan -run '^$$' -bench Compute -benchtime 3x
 	go test ./controllers -run '^$$' -bench Propagation -benchtime 10x
+	SPIREFED_BENCH_DEFAULT_INTERVALS=1 SPIREFED_BENCH_ZONES=$(BENCH_ZONES) SPIREFED_BENCH_ROTATIONS=$(BENCH_ROTATIONS) \
+		go test ./controllers -run '^$$' -bench Scale -benchtime 1x -timeout 90m
 	go run ./test/lab/bench -rotations 5 -joins 3
 
 ##@ Build and run

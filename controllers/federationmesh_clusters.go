@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -29,17 +30,34 @@ func (r *FederationMeshReconciler) observeClusters(ctx context.Context, meshName
 	var reachable []*zoneCluster
 	var problems []string
 	for _, target := range zones.FederationTargets(zone) {
-		connected, err := r.Zones.Connect(ctx, target.Cluster.View)
-		if err == nil {
-			var live *apply.Live
-			if live, err = apply.Observe(ctx, connected.Client, meshName, zone.Name); err == nil {
-				reachable = append(reachable, &zoneCluster{target: target, connected: connected, live: live})
-				continue
-			}
+		connected, live, err := r.observeCluster(ctx, target.Cluster.View, meshName, zone.Name)
+		if err != nil {
+			problems = append(problems, clusterProblem(target.Cluster, err))
+			continue
 		}
-		problems = append(problems, clusterProblem(target.Cluster, err))
+		reachable = append(reachable, &zoneCluster{target: target, connected: connected, live: live})
 	}
 	return reachable, problems
+}
+
+// observeCluster connects to one cluster of a zone and reads the mesh's
+// objects there from the cluster's cache. The cache would serve what it
+// last saw: a cluster whose API server does not answer, or refuses the
+// credentials, is unreachable. (A probe that is Forbidden got an answer:
+// the cache is current.)
+func (r *FederationMeshReconciler) observeCluster(ctx context.Context, view *spirefedv1alpha1.ZoneTrustDomain, meshName, zoneName string) (*zones.Zone, *apply.Live, error) {
+	connected, err := r.Zones.Connect(ctx, view)
+	if err != nil {
+		return nil, nil, err
+	}
+	if reason, message := connected.Health(); reason == spirefedv1alpha1.ReasonUnreachable || reason == spirefedv1alpha1.ReasonUnauthorized {
+		return nil, nil, errors.New(message)
+	}
+	live, err := apply.Observe(ctx, connected.Owned(), meshName, zoneName)
+	if err != nil {
+		return nil, nil, err
+	}
+	return connected, live, nil
 }
 
 // clusterProblem says which cluster of a zone failed, and how.

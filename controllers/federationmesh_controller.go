@@ -41,9 +41,6 @@ const meshSettleInterval = 2 * time.Second
 // Every field is required, except Spire (nil: SPIRE servers are not read).
 type FederationMeshReconciler struct {
 	client.Client
-	// APIReader reads zones uncached right before writing to them, so that
-	// a zone being deleted is never written to.
-	APIReader     client.Reader
 	Zones         ZoneConnector
 	Applier       ZoneWriter
 	EventRecorder events.EventRecorder
@@ -67,8 +64,8 @@ type FederationMeshReconciler struct {
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *FederationMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.EventRecorder == nil || r.Zones == nil || r.Applier == nil || r.APIReader == nil || r.Clock == nil {
-		return errors.New("FederationMeshReconciler needs Zones, Applier, APIReader, EventRecorder and Clock")
+	if r.EventRecorder == nil || r.Zones == nil || r.Applier == nil || r.Clock == nil {
+		return errors.New("FederationMeshReconciler needs Zones, Applier, EventRecorder and Clock")
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&spirefedv1alpha1.FederationMesh{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -159,7 +156,10 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	before := mesh.DeepCopy()
-	defer func() { retErr = errors.Join(retErr, r.writeStatus(ctx, before, mesh)) }()
+	// allPairs are every pair, for the metrics; status lists a bounded
+	// selection.
+	var allPairs []spirefedv1alpha1.PairStatus
+	defer func() { retErr = errors.Join(retErr, r.writeStatus(ctx, before, mesh, allPairs)) }()
 
 	members, err := r.resolveMembers(ctx, mesh)
 	if err != nil {
@@ -176,25 +176,56 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{RequeueAfter: r.ResyncInterval}, nil
 	}
 	scope := &meshScope{mesh: mesh, members: members}
+	timeline := newPhaseTimeline(r.Clock)
 	r.observeZones(ctx, scope)
-	planInput := meshstatus.PlanInput(mesh, members, scope.observed)
-	planInput.Identities = meshintegration.WithIdentity(planInput.Identities, mesh.Spec.MeshIntegration)
-	scope.plan = plan.Compute(planInput)
-	r.applyPlan(ctx, scope)
+	timeline.mark("observe")
+	scope.plan = plan.Compute(r.planInput(scope))
+	timeline.mark("plan")
+	r.applyPlan(ctx, scope, slices.Sorted(maps.Keys(scope.observed.Live)))
+	r.completeFederatesWith(ctx, scope)
+	countPending(scope)
 	r.reconcileMeshIntegration(ctx, scope)
+	timeline.mark("apply")
 	r.refreshSpire(ctx, scope)
+	timeline.mark("spire")
 	if err := r.cleanupFormerZones(ctx, scope); err != nil {
 		return ctrl.Result{}, err
 	}
-	previousPairs := mesh.Status.Pairs
+	timeline.mark("cleanup")
+	defer func() {
+		ctrl.LoggerFrom(ctx).V(1).Info("Reconciled mesh", append(timeline.keysAndValues(), "zones", len(members))...)
+	}()
+	previous := mesh.Status
 	meshstatus.SetPairs(mesh, members, scope.plan, scope.observed, r.Clock.Now())
-	r.recordPairChanges(mesh, previousPairs)
+	r.recordPairChanges(mesh, previous)
 	meshstatus.Summarize(mesh, "")
+	allPairs = meshstatus.BoundPairs(mesh)
 	// The pass acted on this generation.
 	mesh.Status.ObservedGeneration = mesh.Generation
 	applyErrors := slices.Collect(maps.Values(scope.observed.ApplyErrors))
 	return ctrl.Result{RequeueAfter: r.requeueAfter(scope)}, errors.Join(applyErrors...)
 }
+
+// phaseTimeline records how long each phase of a pass took, for the
+// debug log.
+type phaseTimeline struct {
+	clock  clock.Clock
+	last   time.Time
+	phases []any
+}
+
+func newPhaseTimeline(c clock.Clock) *phaseTimeline {
+	return &phaseTimeline{clock: c, last: c.Now()}
+}
+
+// mark ends a phase.
+func (t *phaseTimeline) mark(phase string) {
+	now := t.clock.Now()
+	t.phases = append(t.phases, phase, now.Sub(t.last).String())
+	t.last = now
+}
+
+func (t *phaseTimeline) keysAndValues() []any { return t.phases }
 
 // requeueAfter is soon while something settles without a watch event, the
 // resync interval otherwise.
@@ -206,10 +237,20 @@ func (r *FederationMeshReconciler) requeueAfter(scope *meshScope) time.Duration 
 	return r.ResyncInterval
 }
 
-// writeStatus records the mesh's metrics and patches its status when it
-// changed.
-func (r *FederationMeshReconciler) writeStatus(ctx context.Context, before, mesh *spirefedv1alpha1.FederationMesh) error {
-	metrics.RecordMesh(mesh.Name, mesh.Status.PairTotals, mesh.Status.Pairs)
+// writeStatus records the mesh's metrics (pairs: every pair; nil: those
+// status lists) and patches its status when it changed.
+func (r *FederationMeshReconciler) writeStatus(ctx context.Context, before, mesh *spirefedv1alpha1.FederationMesh, pairs []spirefedv1alpha1.PairStatus) error {
+	var total int32
+	for _, count := range mesh.Status.PairTotals {
+		total += count
+	}
+	switch {
+	case pairs != nil:
+		metrics.RecordMesh(mesh.Name, mesh.Status.PairTotals, pairs)
+	case int(total) == len(mesh.Status.Pairs):
+		metrics.RecordMesh(mesh.Name, mesh.Status.PairTotals, mesh.Status.Pairs)
+	}
+	// Otherwise the pass judged no pair: the metrics keep the last judgement.
 	return status.Patch(ctx, r.Client, r.EventRecorder, before, mesh, func(m *spirefedv1alpha1.FederationMesh) any { return m.Status })
 }
 
@@ -219,16 +260,22 @@ const maxPairEvents = 10
 
 // recordPairChanges records an Event for every pair whose state changed
 // (Normal when it became Converged, Warning otherwise), at most
-// maxPairEvents, then one that counts the rest.
-func (r *FederationMeshReconciler) recordPairChanges(mesh *spirefedv1alpha1.FederationMesh, previous []spirefedv1alpha1.PairStatus) {
-	before := make(map[[2]string]spirefedv1alpha1.PairState, len(previous))
-	for _, pair := range previous {
+// maxPairEvents, then one that counts the rest. A pair that the previous
+// status left out of its bounded list was established.
+func (r *FederationMeshReconciler) recordPairChanges(mesh *spirefedv1alpha1.FederationMesh, previous spirefedv1alpha1.FederationMeshStatus) {
+	before := make(map[[2]string]spirefedv1alpha1.PairState, len(previous.Pairs))
+	for _, pair := range previous.Pairs {
 		before[[2]string{pair.From, pair.To}] = pair.State
 	}
+	var previousTotal int32
+	for _, count := range previous.PairTotals {
+		previousTotal += count
+	}
+	bounded := int(previousTotal) > len(previous.Pairs)
 	recorded, more := 0, 0
 	for _, pair := range mesh.Status.Pairs {
 		old, known := before[[2]string{pair.From, pair.To}]
-		if known && old == pair.State {
+		if known && old == pair.State || !known && bounded && meshstatus.Established(pair) {
 			continue
 		}
 		if recorded == maxPairEvents {
@@ -247,6 +294,15 @@ func (r *FederationMeshReconciler) recordPairChanges(mesh *spirefedv1alpha1.Fede
 		r.EventRecorder.Eventf(mesh, nil, eventType, "Pair"+string(pair.State), "Judge", "Pair %s->%s: %s -> %s (%s): %s", pair.From, pair.To, from, pair.State, pair.Reason, pair.Message)
 	}
 	if more > 0 {
-		r.EventRecorder.Eventf(mesh, nil, corev1.EventTypeNormal, "PairsChanged", "Judge", "%d more pairs changed state; status.pairs has them all", more)
+		r.EventRecorder.Eventf(mesh, nil, corev1.EventTypeNormal, "PairsChanged", "Judge", "%d more pairs changed state; see status.pairTotals and status.zones, or the metric spirefed_mesh_pair_converged", more)
 	}
+}
+
+// planInput is what the planner needs from one pass: the mesh, its members,
+// what was observed, and the identity of the mesh's workloads when a mesh
+// integration is set.
+func (r *FederationMeshReconciler) planInput(scope *meshScope) plan.Input {
+	input := meshstatus.PlanInput(scope.mesh, scope.members, scope.observed)
+	input.Identities = meshintegration.WithIdentity(input.Identities, scope.mesh.Spec.MeshIntegration)
+	return input
 }

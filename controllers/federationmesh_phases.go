@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -64,9 +65,41 @@ func (r *FederationMeshReconciler) resolveMembers(ctx context.Context, mesh *spi
 	return members, nil
 }
 
-// observeZones connects to every cluster of every member zone (one, or
-// the clusters of a nested or HA trust domain) and reads what it holds. A
-// zone none of whose clusters can be reached or read is recorded as
+// zoneConcurrency bounds the zones a mesh reads or writes at once.
+const zoneConcurrency = 32
+
+// forEachZone calls fn for every name, at most zoneConcurrency at a time,
+// and returns when all calls have.
+func forEachZone(names []string, fn func(name string)) {
+	limit := make(chan struct{}, zoneConcurrency)
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		limit <- struct{}{}
+		go func() {
+			defer func() { <-limit; wg.Done() }()
+			fn(name)
+		}()
+	}
+	wg.Wait()
+}
+
+// zoneObservation is what observing one zone found: the clusters of the
+// zone that were reached (one, or those of a nested or HA trust domain),
+// why the others were not, and what its SPIRE servers hold.
+type zoneObservation struct {
+	clusters    []*zoneCluster
+	problems    []string
+	unreachable string
+	server      spireaccess.Server
+	held        map[string]spireaccess.HeldBundle
+	spireError  string
+}
+
+// observeZones connects to every cluster of every member zone and reads
+// what it holds, zones in parallel: the operator's own objects from each
+// cluster's cache, and the SPIRE servers where they are configured. A zone
+// none of whose clusters can be reached or read is recorded as
 // unreachable: nothing is applied or pruned there.
 func (r *FederationMeshReconciler) observeZones(ctx context.Context, scope *meshScope) {
 	scope.observed = meshstatus.NewObservation()
@@ -74,65 +107,156 @@ func (r *FederationMeshReconciler) observeZones(ctx context.Context, scope *mesh
 	scope.connected = map[string]*zones.Zone{}
 	scope.clusters = map[string][]*zoneCluster{}
 	scope.clusterProblems = map[string][]string{}
+	var names []string
 	for name, zone := range scope.members {
-		if zone == nil {
-			continue
+		if zone != nil {
+			names = append(names, name)
 		}
-		clusters, problems := r.observeClusters(ctx, scope.mesh.Name, zone)
-		if len(clusters) == 0 {
-			scope.observed.Unreachable[name] = strings.Join(problems, "; ")
-			continue
-		}
-		scope.observed.Live[name] = clusters[0].live
-		scope.connected[name] = clusters[0].connected
-		scope.clusters[name] = clusters
-		scope.clusterProblems[name] = problems
-		r.observeSpire(ctx, scope, zone, clusters)
 	}
+	found := make([]zoneObservation, len(names))
+	indexes := make(map[string]int, len(names))
+	for i, name := range names {
+		indexes[name] = i
+	}
+	forEachZone(names, func(name string) {
+		found[indexes[name]] = r.observeZone(ctx, scope.mesh.Name, scope.members[name])
+	})
+	for i, name := range names {
+		zone := found[i]
+		switch {
+		case zone.unreachable != "":
+			scope.observed.Unreachable[name] = zone.unreachable
+			continue
+		case zone.spireError != "":
+			scope.observed.SpireErrors[name] = zone.spireError
+		case zone.held != nil:
+			scope.observed.SpireHeld[name] = zone.held
+		}
+		if zone.server != nil {
+			scope.spireServers[name] = zone.server
+		}
+		scope.observed.Live[name] = zone.clusters[0].live
+		scope.connected[name] = zone.clusters[0].connected
+		scope.clusters[name] = zone.clusters
+		scope.clusterProblems[name] = zone.problems
+	}
+}
+
+// observeZone connects to the clusters of one zone and reads what they
+// hold for the mesh.
+func (r *FederationMeshReconciler) observeZone(ctx context.Context, mesh string, zone *spirefedv1alpha1.ZoneTrustDomain) zoneObservation {
+	clusters, problems := r.observeClusters(ctx, mesh, zone)
+	if len(clusters) == 0 {
+		return zoneObservation{unreachable: strings.Join(problems, "; ")}
+	}
+	observation := zoneObservation{clusters: clusters, problems: problems}
+	r.observeSpire(ctx, &observation, zone)
+	return observation
 }
 
 // observeSpire reads which federated bundles a zone's SPIRE servers hold,
 // when the zone names a way to reach them.
-func (r *FederationMeshReconciler) observeSpire(ctx context.Context, scope *meshScope, zone *spirefedv1alpha1.ZoneTrustDomain, clusters []*zoneCluster) {
+func (r *FederationMeshReconciler) observeSpire(ctx context.Context, observation *zoneObservation, zone *spirefedv1alpha1.ZoneTrustDomain) {
 	if r.Spire == nil {
 		return
 	}
-	server, err := r.spireServersOf(clusters)
+	server, err := r.spireServersOf(observation.clusters)
 	if server == nil && err == nil {
 		return
 	}
 	if err == nil {
-		scope.spireServers[zone.Name] = server
+		observation.server = server
 		var held map[string]spireaccess.HeldBundle
 		if held, err = r.readSpire(ctx, server, zone.Spec.TrustDomain); err == nil {
-			scope.observed.SpireHeld[zone.Name] = held
+			observation.held = held
 			return
 		}
 	}
-	scope.observed.SpireErrors[zone.Name] = err.Error()
+	observation.spireError = err.Error()
 	ctrl.LoggerFrom(ctx).V(1).Info("Cannot read the zone's SPIRE server", "zone", zone.Name, "error", err.Error())
 }
 
-// applyPlan applies each reachable zone's plan. A failure in one zone does
-// not stop the others.
-func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshScope) {
-	for name := range scope.observed.Live {
-		if err := r.claimZone(ctx, scope.mesh, name); err != nil {
+// applyPlan applies each reachable zone's plan, zones in parallel. A
+// failure in one zone does not stop the others. Zones are claimed first
+// (one status write for all new ones), so that no zone is written to
+// before the mesh records that it may own objects there.
+func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshScope, names []string) {
+	if err := r.claimZones(ctx, scope.mesh, names); err != nil {
+		for _, name := range names {
 			scope.observed.ApplyErrors[name] = err
-			continue
 		}
-		zonePlan := scope.plan.Zones[name]
-		result, err := r.writeClusters(ctx, name, scope.clusters[name], zonePlan)
+		return
+	}
+	type outcome struct {
+		result apply.Result
+		err    error
+	}
+	outcomes := make([]outcome, len(names))
+	forEachZone(names, func(name string) {
+		i := slices.Index(names, name)
+		if err := r.checkZone(ctx, scope.mesh, name); err != nil {
+			outcomes[i].err = err
+			return
+		}
+		result, err := r.writeClusters(ctx, name, scope.clusters[name], scope.plan.Zones[name])
 		if problems := scope.clusterProblems[name]; len(problems) > 0 && err == nil {
 			// What the clusters not reached hold is not known to be current.
 			result.Current, err = nil, unreachableClusters(problems)
 		}
-		scope.observed.Applied[name] = result
 		if err != nil {
-			scope.observed.ApplyErrors[name] = fmt.Errorf("applying mesh %s in zone %s: %w", scope.mesh.Name, name, err)
+			err = fmt.Errorf("applying mesh %s in zone %s: %w", scope.mesh.Name, name, err)
+		}
+		outcomes[i] = outcome{result: result, err: err}
+	})
+	for i, name := range names {
+		scope.observed.Applied[name] = outcomes[i].result
+		if outcomes[i].err != nil {
+			scope.observed.ApplyErrors[name] = outcomes[i].err
+		}
+	}
+}
+
+// completeFederatesWith plans again from what the zones hold after the
+// first writes, and writes a second time in the zones where identities can
+// now federate with more peers: without SPIRE access, the evidence that a
+// zone holds a peer's bundle is the ClusterFederatedTrustDomain the pass
+// just wrote, so a new mesh's federatesWith is complete after one pass
+// instead of waiting for the next one.
+func (r *FederationMeshReconciler) completeFederatesWith(ctx context.Context, scope *meshScope) {
+	wrote := false
+	for _, result := range scope.observed.Applied {
+		wrote = wrote || result.Writes > 0
+	}
+	if !wrote {
+		// Nothing changed in any zone: planning again gives the same plan.
+		return
+	}
+	first := scope.plan
+	replanned := plan.Compute(r.planInput(scope))
+	var names []string
+	for name := range scope.observed.Applied {
+		if _, failed := scope.observed.ApplyErrors[name]; failed {
 			continue
 		}
-		scope.pending += zonePlan.WaitingIdentities() + result.Deferred
+		if replanned.Zones[name].WaitingIdentities() < first.Zones[name].WaitingIdentities() {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	slices.Sort(names)
+	scope.plan = replanned
+	r.applyPlan(ctx, scope, names)
+}
+
+// countPending adds to scope.pending the identities whose federatesWith
+// waits for bundles and the objects whose removal waits for a later pass.
+func countPending(scope *meshScope) {
+	for name, result := range scope.observed.Applied {
+		if _, failed := scope.observed.ApplyErrors[name]; !failed {
+			scope.pending += scope.plan.Zones[name].WaitingIdentities() + result.Deferred
+		}
 	}
 }
 
@@ -147,24 +271,41 @@ func (r *FederationMeshReconciler) writeZone(ctx context.Context, name string, c
 // errZoneDeleting stops writes to a zone that is being deleted.
 var errZoneDeleting = errors.New("the zone is being deleted")
 
-// claimZone records, before the mesh first writes to a zone, that it may
-// own objects there (so that the zone's deletion waits for the mesh to
-// clean up), then reads the zone uncached to make sure it is not being
-// deleted.
-func (r *FederationMeshReconciler) claimZone(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, name string) error {
-	if !slices.Contains(mesh.Status.AppliedZones, name) {
-		// Patch a copy: the answer must not overwrite the status this
-		// reconcile is building.
-		before := mesh.DeepCopy()
-		claimed := mesh.DeepCopy()
-		addAppliedZone(claimed, name)
-		if err := r.Status().Patch(ctx, claimed, client.MergeFrom(before)); err != nil {
-			return fmt.Errorf("recording zone %s in mesh %s: %w", name, mesh.Name, err)
+// claimZones records, before the mesh first writes to zones, that it may
+// own objects there (so that a zone's deletion waits for the mesh to clean
+// up): one status patch for every zone not claimed yet.
+func (r *FederationMeshReconciler) claimZones(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, names []string) error {
+	var unclaimed []string
+	for _, name := range names {
+		if !slices.Contains(mesh.Status.AppliedZones, name) {
+			unclaimed = append(unclaimed, name)
 		}
+	}
+	if len(unclaimed) == 0 {
+		return nil
+	}
+	// Patch a copy: the answer must not overwrite the status this
+	// reconcile is building.
+	before := mesh.DeepCopy()
+	claimed := mesh.DeepCopy()
+	for _, name := range unclaimed {
+		addAppliedZone(claimed, name)
+	}
+	if err := r.Status().Patch(ctx, claimed, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("recording zones %v in mesh %s: %w", unclaimed, mesh.Name, err)
+	}
+	for _, name := range unclaimed {
 		addAppliedZone(mesh, name)
 	}
+	return nil
+}
+
+// checkZone makes sure a claimed zone is not being deleted, from the
+// cache: the zone is in status.appliedZones, so its deletion waits for the
+// mesh to clean up whatever a write based on a slightly stale read adds.
+func (r *FederationMeshReconciler) checkZone(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, name string) error {
 	zone := &spirefedv1alpha1.ZoneTrustDomain{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, zone); err != nil {
+	if err := r.Get(ctx, types.NamespacedName{Name: name}, zone); err != nil {
 		return fmt.Errorf("reading zone %s: %w", name, err)
 	}
 	if !zone.DeletionTimestamp.IsZero() {
@@ -232,7 +373,7 @@ func (r *FederationMeshReconciler) cleanupCluster(ctx context.Context, mesh *spi
 	if err := r.cleanupMeshIntegration(ctx, connected.Client, mesh, name); err != nil {
 		return false, fmt.Errorf("removing the mesh integration of mesh %s from zone %s: %w", mesh.Name, name, err)
 	}
-	live, err := apply.Observe(ctx, connected.Client, mesh.Name, name)
+	live, err := apply.Observe(ctx, connected.Owned(), mesh.Name, name)
 	if err != nil {
 		return false, nil
 	}
@@ -266,7 +407,7 @@ func (r *FederationMeshReconciler) reconcileDelete(ctx context.Context, mesh *sp
 	if len(remaining) > 0 {
 		mesh.Status.AppliedZones = remaining
 		meshstatus.Summarize(mesh, "")
-		errs = append(errs, r.writeStatus(ctx, before, mesh))
+		errs = append(errs, r.writeStatus(ctx, before, mesh, nil))
 		if err := errors.Join(errs...); err != nil {
 			return ctrl.Result{}, err
 		}

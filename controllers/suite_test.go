@@ -93,6 +93,20 @@ func runSuite(m *testing.M) int {
 	return code
 }
 
+// suiteIntervals are the operator's probe and resync intervals: short, so
+// that tests see changes within seconds, or, with
+// SPIREFED_BENCH_DEFAULT_INTERVALS set (make bench), the operator's
+// defaults, so that benchmarks measure the operator as deployed.
+var suiteIntervals = func() (intervals struct{ probe, zoneResync, meshResync time.Duration }) {
+	if os.Getenv("SPIREFED_BENCH_DEFAULT_INTERVALS") != "" {
+		// operator.DefaultOptions' (that package imports this one).
+		intervals.probe, intervals.zoneResync, intervals.meshResync = 10*time.Second, time.Minute, time.Minute
+		return intervals
+	}
+	intervals.probe, intervals.zoneResync, intervals.meshResync = 500*time.Millisecond, time.Second, 5*time.Second
+	return intervals
+}()
+
 // startOperator runs the reconcilers as main.go wires them, with short
 // intervals so that tests see changes within seconds.
 func startOperator(ctx context.Context) (<-chan struct{}, error) {
@@ -112,8 +126,10 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		SecretReader:  mgr.GetClient(),
 		LocalConfig:   env.Management.Config,
 		Scheme:        env.Scheme,
-		ProbeInterval: 500 * time.Millisecond,
+		ProbeInterval: suiteIntervals.probe,
 		Log:           ctrl.Log.WithName("zones"),
+		OwnedLabels:   apply.OwnedLabels,
+		OwnedKinds:    apply.OwnedKinds(),
 	})
 	if err := mgr.Add(registry); err != nil {
 		return nil, err
@@ -147,7 +163,7 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		Spire:                   spireServers,
 		Fetcher:                 bundle.Fetcher{Timeout: 2 * time.Second, Clock: realClock},
 		FetchSchedule:           bundle.Schedule{DefaultInterval: 2 * time.Second, MinInterval: time.Second, MaxInterval: time.Hour, RetryInterval: time.Second},
-		ResyncInterval:          time.Second,
+		ResyncInterval:          suiteIntervals.zoneResync,
 		MaxConcurrentReconciles: 4,
 		Clock:                   realClock,
 	}).SetupWithManager(ctx, mgr); err != nil {
@@ -155,12 +171,11 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 	}
 	if err := (&FederationMeshReconciler{
 		Client:               mgr.GetClient(),
-		APIReader:            mgr.GetAPIReader(),
 		Zones:                registry,
 		Applier:              applier,
 		EventRecorder:        mgr.GetEventRecorder("spire-federation-operator"),
 		Spire:                spireServers,
-		ResyncInterval:       5 * time.Second,
+		ResyncInterval:       suiteIntervals.meshResync,
 		SpireRefreshInterval: time.Second,
 		SpireCallTimeout:     10 * time.Second,
 		Clock:                realClock,

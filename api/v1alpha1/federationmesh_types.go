@@ -270,7 +270,11 @@ type FederationMeshStatus struct {
 	TotalZones int32 `json:"totalZones,omitempty"`
 
 	// Pairs are the directed trust relationships the topology demands:
-	// From trusts To.
+	// From trusts To. A mesh of at most 100 pairs lists them all; a larger
+	// one lists only the pairs that are not established, at most 100, and
+	// counts the others it leaves out in omittedPairs (pairTotals and the
+	// zones' summaries count every pair).
+	// +kubebuilder:validation:MaxItems=100
 	// +listType=map
 	// +listMapKey=from
 	// +listMapKey=to
@@ -280,6 +284,11 @@ type FederationMeshStatus struct {
 	// PairTotals counts the pairs by state.
 	// +optional
 	PairTotals map[PairState]int32 `json:"pairTotals,omitempty"`
+
+	// OmittedPairs counts the pairs that are not established but are not
+	// listed in pairs (which holds at most 100).
+	// +optional
+	OmittedPairs int32 `json:"omittedPairs,omitempty"`
 
 	// AppliedZones are the zones where the mesh may own objects: where it
 	// wrote, and where it must clean up when a zone leaves the mesh.
@@ -348,6 +357,12 @@ type MemberZone struct {
 	TrustDomain string `json:"trustDomain,omitempty"`
 	// Ready is the zone's Ready condition status: True, False or Unknown.
 	Ready metav1.ConditionStatus `json:"ready"`
+	// Peers counts the pairs in which this zone trusts a peer.
+	// +optional
+	Peers int32 `json:"peers,omitempty"`
+	// EstablishedPeers counts those of them that are established.
+	// +optional
+	EstablishedPeers int32 `json:"establishedPeers,omitempty"`
 	// MeshIntegration is the state of the service mesh integration in the
 	// zone; absent without spec.meshIntegration.
 	// +optional

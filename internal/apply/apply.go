@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,35 +32,101 @@ const FieldManager = "spire-federation-operator"
 
 // Live is what one zone's cluster holds that concerns a mesh.
 type Live struct {
-	// FederatedTrustDomains are all ClusterFederatedTrustDomains of the
-	// cluster, owned or not (to detect conflicts).
+	// FederatedTrustDomains are the ClusterFederatedTrustDomains the
+	// operator owns in the cluster for the zone (any mesh) and, once
+	// ReadForeign ran, those of the cluster that the operator did not
+	// write (to detect conflicts).
 	FederatedTrustDomains []*spirev1alpha1.ClusterFederatedTrustDomain
 	// SPIFFEIDs are the ClusterSPIFFEIDs the mesh owns in the cluster for the zone.
 	SPIFFEIDs []*spirev1alpha1.ClusterSPIFFEID
 	// StaticEntries are the ClusterStaticEntries the mesh owns there.
 	StaticEntries []*spirev1alpha1.ClusterStaticEntry
+	// ForeignRead says whether FederatedTrustDomains holds the cluster's
+	// objects that the operator did not write.
+	ForeignRead bool
 
 	mesh, zone string
 }
 
-// Observe lists what the zone's cluster holds for mesh and zone (a cluster
-// may host several zones). An error means the state is unknown: the caller
-// must then neither apply nor prune.
-func Observe(ctx context.Context, c client.Reader, mesh, zone string) (*Live, error) {
+// OwnedLabels are the labels of every object the operator owns in a
+// zone's cluster for that zone, whatever the mesh: what a zone's cache of
+// owned objects selects.
+func OwnedLabels(zone string) map[string]string {
+	return map[string]string{plan.LabelManagedBy: plan.ManagedBy, plan.LabelZone: zone}
+}
+
+// OwnedKinds are the kinds the operator writes in zones' clusters.
+func OwnedKinds() []client.Object {
+	return []client.Object{&spirev1alpha1.ClusterFederatedTrustDomain{}, &spirev1alpha1.ClusterSPIFFEID{}, &spirev1alpha1.ClusterStaticEntry{}}
+}
+
+// Observe reads what the zone's cluster holds for mesh and zone (a cluster
+// may host several zones) from owned, a reader of the objects the operator
+// owns there for the zone (the zone's cache): an observation that lists
+// nothing else. An error means the state is unknown: the caller must then
+// neither apply nor prune.
+func Observe(ctx context.Context, owned client.Reader, mesh, zone string) (*Live, error) {
+	zoneLabels := client.MatchingLabels(OwnedLabels(zone))
 	var federated spirev1alpha1.ClusterFederatedTrustDomainList
-	if err := c.List(ctx, &federated); err != nil {
+	if err := owned.List(ctx, &federated, zoneLabels); err != nil {
 		return nil, fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
 	}
-	owned := client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh, plan.LabelZone: zone}
+	meshLabels := client.MatchingLabels{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh, plan.LabelZone: zone}
 	var ids spirev1alpha1.ClusterSPIFFEIDList
-	if err := c.List(ctx, &ids, owned); err != nil {
+	if err := owned.List(ctx, &ids, meshLabels); err != nil {
 		return nil, fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
 	}
 	var static spirev1alpha1.ClusterStaticEntryList
-	if err := c.List(ctx, &static, owned); err != nil {
+	if err := owned.List(ctx, &static, meshLabels); err != nil {
 		return nil, fmt.Errorf("listing ClusterStaticEntries: %w", err)
 	}
 	return &Live{FederatedTrustDomains: pointers(federated.Items), SPIFFEIDs: pointers(ids.Items), StaticEntries: pointers(static.Items), mesh: mesh, zone: zone}, nil
+}
+
+// ReadForeign adds to live the ClusterFederatedTrustDomains of the
+// cluster that the operator did not write (no managed-by label of its
+// own), read uncached through c: only needed before creating one (see
+// NeedsForeign). Objects the operator wrote for other meshes of the zone
+// are in live already; those it wrote for other zones of the same cluster
+// are named per zone and handled by another className.
+func (l *Live) ReadForeign(ctx context.Context, c client.Reader) error {
+	if l.ForeignRead {
+		return nil
+	}
+	notOurs, err := labels.Parse(plan.LabelManagedBy + "!=" + plan.ManagedBy)
+	if err != nil {
+		return err
+	}
+	var foreign spirev1alpha1.ClusterFederatedTrustDomainList
+	if err := c.List(ctx, &foreign, client.MatchingLabelsSelector{Selector: notOurs}); err != nil {
+		return fmt.Errorf("listing ClusterFederatedTrustDomains the operator did not write: %w", err)
+	}
+	l.FederatedTrustDomains = append(l.FederatedTrustDomains, pointers(foreign.Items)...)
+	l.ForeignRead = true
+	return nil
+}
+
+// NeedsForeign says whether applying zonePlan creates a
+// ClusterFederatedTrustDomain the mesh does not hold yet in the zone: a
+// conflict with an object the operator does not own is checked then, and
+// only then. An object the mesh already owns is kept current without that
+// check, so that a rotation or an idle pass lists nothing it does not own.
+func NeedsForeign(live *Live, zonePlan *plan.ZonePlan) bool {
+	if live.ForeignRead {
+		return false
+	}
+	held := make(map[string]bool, len(live.FederatedTrustDomains))
+	for _, cftd := range live.FederatedTrustDomains {
+		if live.owns(cftd.Labels) {
+			held[cftd.Name] = true
+		}
+	}
+	for _, desired := range zonePlan.FederatedTrustDomains {
+		if !held[desired.Name] {
+			return true
+		}
+	}
+	return false
 }
 
 func pointers[T any](items []T) []*T {
@@ -144,17 +211,22 @@ func ComputeDiff(live *Live, zonePlan *plan.ZonePlan) Diff {
 		return equality.Semantic.DeepEqual(current.Spec, desired.Spec)
 	})...)
 
+	others := live.notOwned()
 	var federated []*spirev1alpha1.ClusterFederatedTrustDomain
 	for _, desired := range zonePlan.FederatedTrustDomains {
-		if message := conflict(live, desired); message != "" {
+		if message := conflict(others, desired); message != "" {
 			diff.Conflicts[desired.Spec.TrustDomain] = message
 			continue
 		}
 		federated = append(federated, desired)
 	}
 	federatedWrites := changed(live.FederatedTrustDomains, federated, sameFederation)
+	written := make(map[string]bool, len(federatedWrites))
+	for _, obj := range federatedWrites {
+		written[obj.GetName()] = true
+	}
 	for _, desired := range federated {
-		if !slices.ContainsFunc(federatedWrites, func(o client.Object) bool { return o.GetName() == desired.Name }) {
+		if !written[desired.Name] {
 			diff.Current[desired.Spec.TrustDomain] = true
 		}
 	}
@@ -197,9 +269,13 @@ func changed[T client.Object](live []T, desired []T, same func(current, desired 
 // unplanned returns the live objects the mesh owns in the zone that are
 // not desired, except those keep holds on to.
 func unplanned[T client.Object](owner *Live, live []T, desired []T, keep func(T) bool) []client.Object {
+	planned := make(map[string]bool, len(desired))
+	for _, obj := range desired {
+		planned[obj.GetName()] = true
+	}
 	var deletes []client.Object
 	for _, obj := range live {
-		if !owner.owns(obj.GetLabels()) || slices.ContainsFunc(desired, func(d T) bool { return d.GetName() == obj.GetName() }) {
+		if !owner.owns(obj.GetLabels()) || planned[obj.GetName()] {
 			continue
 		}
 		if keep != nil && keep(obj) {
@@ -214,10 +290,50 @@ func unplanned[T client.Object](owner *Live, live []T, desired []T, keep func(T)
 // deletes. It makes no decision of its own.
 type Applier struct{}
 
-// Apply makes the zone's cluster hold zonePlan for mesh: it computes the
-// diff and executes it.
+// Apply makes the zone's cluster hold zonePlan for mesh: it reads the
+// cluster's other ClusterFederatedTrustDomains when it must create one
+// (NeedsForeign), computes the diff and executes it.
 func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePlan *plan.ZonePlan) (Result, error) {
-	return a.Execute(ctx, c, ComputeDiff(live, zonePlan))
+	if NeedsForeign(live, zonePlan) {
+		if err := live.ReadForeign(ctx, c); err != nil {
+			return Result{}, err
+		}
+	}
+	diff := ComputeDiff(live, zonePlan)
+	result, err := a.Execute(ctx, c, diff)
+	live.record(diff.Writes[:min(result.Writes, len(diff.Writes))], err != nil)
+	return result, err
+}
+
+// record updates live with the objects just written (the last one only if
+// it did not fail), so that a second pass of the same reconcile plans from
+// what the zone now holds.
+func (l *Live) record(written []client.Object, lastFailed bool) {
+	if lastFailed && len(written) > 0 {
+		written = written[:len(written)-1]
+	}
+	for _, obj := range written {
+		switch typed := obj.(type) {
+		case *spirev1alpha1.ClusterFederatedTrustDomain:
+			l.FederatedTrustDomains = replaced(l.FederatedTrustDomains, typed)
+		case *spirev1alpha1.ClusterSPIFFEID:
+			l.SPIFFEIDs = replaced(l.SPIFFEIDs, typed)
+		case *spirev1alpha1.ClusterStaticEntry:
+			l.StaticEntries = replaced(l.StaticEntries, typed)
+		}
+	}
+}
+
+// replaced returns live with obj in place of the object of the same name,
+// or added.
+func replaced[T client.Object](live []T, obj T) []T {
+	for i := range live {
+		if live[i].GetName() == obj.GetName() {
+			live[i] = obj
+			return live
+		}
+	}
+	return append(live, obj)
 }
 
 // Execute writes a diff in its order and stops at the first failed call.
@@ -262,15 +378,24 @@ func (l *Live) FederatedWith() map[string]bool {
 	return peers
 }
 
-// conflict explains why the mesh must not write desired: another object
-// that the zone's spire-controller-manager handles (same className, or
-// none) federates with the same trust domain, or another object holds the
-// name.
-func conflict(live *Live, desired *spirev1alpha1.ClusterFederatedTrustDomain) string {
-	for _, cftd := range live.FederatedTrustDomains {
-		if live.owns(cftd.Labels) {
-			continue
+// notOwned are the ClusterFederatedTrustDomains live holds that the mesh
+// does not own in the zone.
+func (l *Live) notOwned() []*spirev1alpha1.ClusterFederatedTrustDomain {
+	var others []*spirev1alpha1.ClusterFederatedTrustDomain
+	for _, cftd := range l.FederatedTrustDomains {
+		if !l.owns(cftd.Labels) {
+			others = append(others, cftd)
 		}
+	}
+	return others
+}
+
+// conflict explains why the mesh must not write desired: another object
+// (of others, those the mesh does not own) that the zone's
+// spire-controller-manager handles (same className, or none) federates
+// with the same trust domain, or another object holds the name.
+func conflict(others []*spirev1alpha1.ClusterFederatedTrustDomain, desired *spirev1alpha1.ClusterFederatedTrustDomain) string {
+	for _, cftd := range others {
 		sameManager := cftd.Spec.ClassName == desired.Spec.ClassName || cftd.Spec.ClassName == ""
 		switch {
 		case cftd.Spec.TrustDomain == desired.Spec.TrustDomain && sameManager:

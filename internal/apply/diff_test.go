@@ -168,3 +168,43 @@ func TestComputeDiff(t *testing.T) {
 		})
 	}
 }
+
+func TestNeedsForeign(t *testing.T) {
+	t.Parallel()
+	desired := plan.ZonePlan{FederatedTrustDomains: []*spirev1alpha1.ClusterFederatedTrustDomain{cftd("f-b", "b.example", bundleA, owned(""))}}
+	otherMesh := owned("")
+	otherMesh.Labels = map[string]string{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: "other", plan.LabelZone: "a"}
+	cases := []struct {
+		name string
+		live Live
+		want bool
+	}{
+		{"a creation reads the cluster's other objects", Live{}, true},
+		{"an update of an owned object does not", Live{FederatedTrustDomains: []*spirev1alpha1.ClusterFederatedTrustDomain{cftd("f-b", "b.example", "", owned(""))}}, false},
+		{"an object of another mesh is not owned", Live{FederatedTrustDomains: []*spirev1alpha1.ClusterFederatedTrustDomain{cftd("f-b", "b.example", bundleA, otherMesh)}}, true},
+		{"read once per pass", Live{ForeignRead: true}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			live := tc.live
+			live.mesh, live.zone = "m", "a"
+			if got := NeedsForeign(&live, &desired); got != tc.want {
+				t.Errorf("NeedsForeign = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRecordWritten(t *testing.T) {
+	t.Parallel()
+	live := Live{mesh: "m", zone: "a", SPIFFEIDs: []*spirev1alpha1.ClusterSPIFFEID{spiffeID("id")}}
+	written := []client.Object{cftd("f-b", "b.example", bundleA, owned("")), spiffeID("id", "b.example"), cftd("f-c", "c.example", bundleA, owned(""))}
+	live.record(written, true)
+	if got := live.PeersWithBundle(); len(got) != 1 || !got["b.example"] {
+		t.Errorf("peers with bundle = %v, want b.example only (the failed write is not recorded)", got)
+	}
+	if got := live.FederatedWith(); !got["b.example"] || len(live.SPIFFEIDs) != 1 {
+		t.Errorf("federatesWith = %v over %d identities", got, len(live.SPIFFEIDs))
+	}
+}

@@ -1,7 +1,9 @@
 package mesh
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -329,4 +331,92 @@ func TestKstatusConditions(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestBoundPairs(t *testing.T) {
+	t.Parallel()
+	pairs := func(total, problems int) []spirefedv1alpha1.PairStatus {
+		var out []spirefedv1alpha1.PairStatus
+		for i := range total {
+			pair := spirefedv1alpha1.PairStatus{From: fmt.Sprintf("z%04d", i), To: "hub", State: spirefedv1alpha1.PairConverged}
+			if i < problems {
+				pair.State, pair.Reason = spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonApplyFailed
+			}
+			out = append(out, pair)
+		}
+		return out
+	}
+	cases := []struct {
+		name                  string
+		total, problems       int
+		wantListed, wantOmits int
+	}{
+		{"a small mesh lists every pair", MaxListedPairs, 3, MaxListedPairs, 0},
+		{"a large converged mesh lists none", 2000, 0, 0, 0},
+		{"a large mesh lists its problems", 2000, 7, 7, 0},
+		{"problems beyond the bound are counted", 2000, 250, MaxListedPairs, 150},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mesh := &spirefedv1alpha1.FederationMesh{}
+			mesh.Status.Pairs = pairs(tc.total, tc.problems)
+			all := BoundPairs(mesh)
+			if len(all) != tc.total || len(mesh.Status.Pairs) != tc.wantListed || int(mesh.Status.OmittedPairs) != tc.wantOmits {
+				t.Errorf("all %d, listed %d, omitted %d; want %d, %d, %d", len(all), len(mesh.Status.Pairs), mesh.Status.OmittedPairs, tc.total, tc.wantListed, tc.wantOmits)
+			}
+		})
+	}
+}
+
+func TestSetPairsSummarizesZones(t *testing.T) {
+	t.Parallel()
+	f := newPairFixture()
+	mesh := &spirefedv1alpha1.FederationMesh{}
+	SetMembers(mesh, f.members)
+	SetPairs(mesh, f.members, plan.Plan{Links: []plan.Link{{From: "a", To: "b"}}}, f.observed, time.Now())
+	for _, zone := range mesh.Status.Zones {
+		want := int32(0)
+		if zone.Name == "a" {
+			want = 1
+		}
+		if zone.Peers != want || zone.EstablishedPeers != want {
+			t.Errorf("zone %s: peers %d, established %d; want %d", zone.Name, zone.Peers, zone.EstablishedPeers, want)
+		}
+	}
+}
+
+// TestStatusSizeAtThousandZones checks that the status of a 1,000-zone
+// hub-and-spoke mesh whose every pair fails stays far below etcd's 1.5 MB
+// object limit.
+func TestStatusSizeAtThousandZones(t *testing.T) {
+	t.Parallel()
+	members := Members{}
+	var names []string
+	observed := NewObservation()
+	for i := range 1000 {
+		name := fmt.Sprintf("zone-%04d", i)
+		names = append(names, name)
+		zone := &spirefedv1alpha1.ZoneTrustDomain{Spec: spirefedv1alpha1.ZoneTrustDomainSpec{TrustDomain: name + ".example.org"}}
+		zone.Status.Conditions = []metav1.Condition{condition(ready, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded)}
+		members[name] = zone
+		observed.Unreachable[name] = "the zone's API server did not answer: dial tcp 10.0.0.1:6443: connect: connection refused"
+	}
+	mesh := &spirefedv1alpha1.FederationMesh{ObjectMeta: metav1.ObjectMeta{Name: "big"}}
+	mesh.Spec.Topology = spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyHubAndSpoke, Hub: names[0]}
+	SetMembers(mesh, members)
+	SetPairs(mesh, members, plan.Plan{Links: plan.Links(mesh.Spec.Topology, names)}, observed, time.Now())
+	Summarize(mesh, "")
+	all := BoundPairs(mesh)
+	document, err := json.Marshal(mesh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1998 || len(mesh.Status.Pairs) != MaxListedPairs || mesh.Status.OmittedPairs != 1898 {
+		t.Errorf("pairs: %d in all, %d listed, %d omitted", len(all), len(mesh.Status.Pairs), mesh.Status.OmittedPairs)
+	}
+	if len(document) > 400_000 {
+		t.Errorf("the mesh is %d bytes", len(document))
+	}
+	t.Logf("1,000-zone mesh status: %d bytes", len(document))
 }

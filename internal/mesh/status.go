@@ -100,7 +100,7 @@ func resolveProblem(mesh *spirefedv1alpha1.FederationMesh, members Members, miss
 
 // ClearPairs empties the pairs while nothing may be written.
 func ClearPairs(mesh *spirefedv1alpha1.FederationMesh) {
-	mesh.Status.Pairs, mesh.Status.PairTotals = nil, nil
+	mesh.Status.Pairs, mesh.Status.PairTotals, mesh.Status.OmittedPairs = nil, nil, 0
 }
 
 // SetPairs reports every directed pair the plan demands and counts them by
@@ -127,6 +127,56 @@ func SetPairs(mesh *spirefedv1alpha1.FederationMesh, members Members, zonePlan p
 		mesh.Status.Pairs = append(mesh.Status.Pairs, pair)
 	}
 	mesh.Status.PairTotals = totals
+	mesh.Status.OmittedPairs = 0
+	summarizeZones(mesh)
+}
+
+// MaxListedPairs bounds status.pairs: a mesh of many zones has far more
+// pairs than a FederationMesh object can hold (etcd refuses objects above
+// 1.5 MB, about 60 zones of full mesh with every pair listed).
+const MaxListedPairs = 100
+
+// BoundPairs keeps status.pairs within MaxListedPairs: a mesh of more
+// pairs lists only those that are not established (sorted, problems
+// first), at most MaxListedPairs, and counts the rest in omittedPairs. It
+// returns every pair, for the per-pair metrics. Call it last: Summarize
+// and Settling read every pair.
+func BoundPairs(mesh *spirefedv1alpha1.FederationMesh) []spirefedv1alpha1.PairStatus {
+	all := mesh.Status.Pairs
+	mesh.Status.OmittedPairs = 0
+	if len(all) <= MaxListedPairs {
+		return all
+	}
+	listed := make([]spirefedv1alpha1.PairStatus, 0, MaxListedPairs)
+	for _, pair := range all {
+		if Established(pair) {
+			continue
+		}
+		if len(listed) == MaxListedPairs {
+			mesh.Status.OmittedPairs++
+			continue
+		}
+		listed = append(listed, pair)
+	}
+	mesh.Status.Pairs = listed
+	return all
+}
+
+// summarizeZones counts, for every member zone, the pairs in which it
+// trusts a peer and how many of them are established.
+func summarizeZones(mesh *spirefedv1alpha1.FederationMesh) {
+	peers := map[string]int32{}
+	established := map[string]int32{}
+	for _, pair := range mesh.Status.Pairs {
+		peers[pair.From]++
+		if Established(pair) {
+			established[pair.From]++
+		}
+	}
+	for i := range mesh.Status.Zones {
+		name := mesh.Status.Zones[i].Name
+		mesh.Status.Zones[i].Peers, mesh.Status.Zones[i].EstablishedPeers = peers[name], established[name]
+	}
 }
 
 // PairStatus says where one directed pair stands.
@@ -207,9 +257,9 @@ func Settling(mesh *spirefedv1alpha1.FederationMesh) bool {
 	return false
 }
 
-// established says whether a pair counts for Ready: Converged, or written
+// Established says whether a pair counts for Ready: Converged, or written
 // and current where the trusting zone's SPIRE is not observed.
-func established(pair spirefedv1alpha1.PairStatus) bool {
+func Established(pair spirefedv1alpha1.PairStatus) bool {
 	return pair.State == spirefedv1alpha1.PairConverged || unobserved(pair)
 }
 
@@ -221,7 +271,7 @@ func unobserved(pair spirefedv1alpha1.PairStatus) bool {
 func describeProblemPairs(pairs []spirefedv1alpha1.PairStatus) string {
 	var problems []string
 	for _, pair := range pairs {
-		if !established(pair) {
+		if !Established(pair) {
 			problems = append(problems, fmt.Sprintf("%s->%s %s (%s)", pair.From, pair.To, pair.State, pair.Reason))
 		}
 	}

@@ -6,10 +6,13 @@ package operator
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -18,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
+	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/controllers"
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/bundle"
@@ -81,6 +85,13 @@ type Options struct {
 	// HelmProgressInterval: how soon a release whose workloads are not
 	// ready is checked again.
 	HelmProgressInterval time.Duration
+
+	// WatchLabelSelector restricts the operator to the ZoneTrustDomains and
+	// FederationMeshes whose labels match it (empty: all), so that several
+	// instances can share a management cluster, each owning a shard (as
+	// Flux shards its controllers). A mesh and its zones belong to one
+	// shard. Each shard elects its own leader.
+	WatchLabelSelector string
 
 	// Clock of every reconciler; the real clock if nil.
 	Clock clock.Clock
@@ -152,33 +163,54 @@ func (o Options) withDefaults() Options {
 
 // ManagerOptions are the manager's options for the operator: its scheme,
 // metrics and probe addresses, leader election, and a cache that holds
-// Secrets of the operator's namespace only.
-func ManagerOptions(opts Options) ctrl.Options {
+// Secrets of the operator's namespace only and, with a watch label
+// selector, only the zones and meshes of the operator's shard.
+func ManagerOptions(opts Options) (ctrl.Options, error) {
 	opts = opts.withDefaults()
+	byObject := map[client.Object]cache.ByObject{
+		// Kubeconfig Secrets live in the operator's namespace: cache
+		// (and be allowed to read) no other Secret.
+		&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
+	}
+	leaderElectionID := "spire-federation-operator.spirefed.io"
+	if opts.WatchLabelSelector != "" {
+		selector, err := labels.Parse(opts.WatchLabelSelector)
+		if err != nil {
+			return ctrl.Options{}, fmt.Errorf("parsing the watch label selector %q: %w", opts.WatchLabelSelector, err)
+		}
+		byObject[&spirefedv1alpha1.ZoneTrustDomain{}] = cache.ByObject{Label: selector}
+		byObject[&spirefedv1alpha1.FederationMesh{}] = cache.ByObject{Label: selector}
+		leaderElectionID = ShardLeaderElectionID(opts.WatchLabelSelector)
+	}
 	return ctrl.Options{
 		Scheme:                  scheme.New(),
 		Metrics:                 MetricsServerOptions(opts),
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		LeaderElection:          opts.LeaderElect,
-		LeaderElectionID:        "spire-federation-operator.spirefed.io",
+		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: opts.Namespace,
 		// A replica that stops hands over at once instead of after the
 		// lease expires.
 		LeaderElectionReleaseOnCancel: true,
-		Cache: cache.Options{
-			// Kubeconfig Secrets live in the operator's namespace: cache
-			// (and be allowed to read) no other Secret.
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
-			},
-		},
-	}
+		Cache:                         cache.Options{ByObject: byObject},
+	}, nil
+}
+
+// ShardLeaderElectionID is the name of the leader election Lease of the
+// shard a watch label selector selects: one leader per shard.
+func ShardLeaderElectionID(selector string) string {
+	sum := sha256.Sum256([]byte(selector))
+	return "spire-federation-operator-" + hex.EncodeToString(sum[:])[:10] + ".spirefed.io"
 }
 
 // Run runs the operator against the management cluster config reaches,
 // until ctx ends.
 func Run(ctx context.Context, config *rest.Config, opts Options) error {
-	mgr, err := ctrl.NewManager(config, ManagerOptions(opts))
+	managerOptions, err := ManagerOptions(opts)
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(config, managerOptions)
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
@@ -206,6 +238,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 		Scheme:        mgr.GetScheme(),
 		ProbeInterval: opts.ZoneProbeInterval,
 		Log:           ctrl.Log.WithName("zones"),
+		OwnedLabels:   apply.OwnedLabels,
+		OwnedKinds:    apply.OwnedKinds(),
 	})
 	if err := mgr.Add(zoneRegistry); err != nil {
 		return fmt.Errorf("adding zone registry: %w", err)
@@ -253,7 +287,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 	}
 	if err := (&controllers.FederationMeshReconciler{
 		Client:               mgr.GetClient(),
-		APIReader:            apiReader,
 		Zones:                zoneRegistry,
 		Applier:              applier,
 		EventRecorder:        recorder,

@@ -18,10 +18,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -59,6 +61,13 @@ type Options struct {
 	ProbeInterval time.Duration
 	// Log receives health transitions.
 	Log logr.Logger
+	// OwnedLabels returns the labels that mark the objects the operator
+	// owns in a zone's cluster for that zone; Zone.Owned caches only
+	// those. Nil: Zone.Owned reads through Zone.Client, uncached.
+	OwnedLabels func(zone string) map[string]string
+	// OwnedKinds are the kinds of those objects: their watches start as
+	// soon as the zone connects, so that the first read finds them synced.
+	OwnedKinds []client.Object
 }
 
 // Registry caches zone clients and probes their health. It is a manager
@@ -126,9 +135,33 @@ type Zone struct {
 	ctx        context.Context
 	stopProbes context.CancelFunc
 
-	mu         sync.Mutex
-	lastReason string
-	watches    map[string]*watch
+	mu          sync.Mutex
+	lastReason  string
+	lastMessage string
+	watches     map[string]*watch
+	// owned is the cache of the operator's own objects; ownedStop stops it.
+	owned     ownedCache
+	ownedStop context.CancelFunc
+}
+
+// Owned reads, from a cache kept current by watches, the objects the
+// operator owns in the zone's cluster for this zone (the labels
+// Options.OwnedLabels returns; managedFields stripped). Steady-state reads
+// go here, never to the API server. The cache is rebuilt when the zone
+// comes back after its probe failed, so that it never serves what an
+// outage kept from it.
+func (z *Zone) Owned() client.Reader {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.owned.Reader
+}
+
+// Health is the outcome of the zone's last probe: a ClusterReachable
+// reason (empty before the first probe) and, when it failed, why.
+func (z *Zone) Health() (reason, message string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.lastReason, z.lastMessage
 }
 
 // WatchFunc watches something in a zone's cluster until ctx ends, and
@@ -166,7 +199,11 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 		var clientset kubernetes.Interface
 		clientset, err = kubernetes.NewForConfig(limited)
 		if err == nil {
-			return r.startZone(zone.Name, accessKey, probeNamespace, limited, zoneClient, clientset), nil
+			var owned ownedCache
+			owned, err = r.newOwnedCache(limited, zoneClient, zone.Name)
+			if err == nil {
+				return r.startZone(zone.Name, accessKey, probeNamespace, limited, zoneClient, clientset, owned), nil
+			}
 		}
 	}
 	delete(r.zones, zone.Name)
@@ -175,7 +212,7 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 
 // startZone registers a connected zone and starts its health probe.
 // r.mu is held.
-func (r *Registry) startZone(name, accessKey, probeNamespace string, config *rest.Config, zoneClient client.Client, clientset kubernetes.Interface) *Zone {
+func (r *Registry) startZone(name, accessKey, probeNamespace string, config *rest.Config, zoneClient client.Client, clientset kubernetes.Interface, owned ownedCache) *Zone {
 	ctx, stop := context.WithCancel(r.rootCtx)
 	connected := &Zone{
 		Name:           name,
@@ -188,9 +225,98 @@ func (r *Registry) startZone(name, accessKey, probeNamespace string, config *res
 		stopProbes:     stop,
 		watches:        map[string]*watch{},
 	}
+	connected.mu.Lock()
+	r.startOwned(connected, owned)
+	connected.mu.Unlock()
 	r.zones[name] = connected
 	go r.probeLoop(ctx, connected)
 	return connected
+}
+
+// startOwned makes owned the zone's cache of owned objects, and stops the
+// previous one. zone.mu is held.
+func (r *Registry) startOwned(zone *Zone, owned ownedCache) {
+	if zone.ownedStop != nil {
+		zone.ownedStop()
+	}
+	ctx, stop := context.WithCancel(zone.ctx)
+	zone.owned, zone.ownedStop = owned, stop
+	if owned.cache == nil {
+		return
+	}
+	go func() {
+		if err := owned.cache.Start(ctx); err != nil {
+			r.opts.Log.Error(err, "Cache of owned objects stopped", "zone", zone.Name)
+		}
+	}()
+	for _, kind := range r.opts.OwnedKinds {
+		// Start the watch without waiting for it; a kind the zone's
+		// cluster does not serve fails here and again when it is read.
+		if _, err := owned.cache.GetInformer(ctx, kind, cache.BlockUntilSynced(false)); err != nil {
+			r.opts.Log.V(1).Info("Not watching a kind in the zone's cluster", "zone", zone.Name, "kind", fmt.Sprintf("%T", kind), "error", err.Error())
+		}
+	}
+}
+
+// refreshOwned replaces the zone's cache of owned objects with a new one,
+// which lists them again.
+func (r *Registry) refreshOwned(zone *Zone) {
+	owned, err := r.newOwnedCache(zone.Config, zone.Client, zone.Name)
+	if err != nil {
+		r.opts.Log.Error(err, "Rebuilding the cache of owned objects", "zone", zone.Name)
+		return
+	}
+	zone.mu.Lock()
+	defer zone.mu.Unlock()
+	r.startOwned(zone, owned)
+}
+
+// ownedCache reads the operator's own objects in a zone's cluster: a
+// label-filtered cache, or the uncached client when the registry has no
+// OwnedLabels.
+type ownedCache struct {
+	client.Reader
+	cache cache.Cache
+}
+
+// ownedSyncTimeout bounds the first read of a kind from a zone's cache
+// (the informer's initial list): an unreachable zone fails the read
+// instead of holding the reconcile.
+const ownedSyncTimeout = 10 * time.Second
+
+// newOwnedCache builds the cache of the objects the operator owns in a
+// zone's cluster for that zone: only objects with the zone's ownership
+// labels are listed and watched, and their managedFields are dropped.
+func (r *Registry) newOwnedCache(config *rest.Config, zoneClient client.Client, zone string) (ownedCache, error) {
+	if r.opts.OwnedLabels == nil {
+		return ownedCache{Reader: zoneClient}, nil
+	}
+	zoneCache, err := cache.New(config, cache.Options{
+		Scheme:               r.opts.Scheme,
+		Mapper:               zoneClient.RESTMapper(),
+		DefaultLabelSelector: labels.SelectorFromSet(r.opts.OwnedLabels(zone)),
+		DefaultTransform:     cache.TransformStripManagedFields(),
+	})
+	if err != nil {
+		return ownedCache{}, err
+	}
+	return ownedCache{Reader: timedReader{zoneCache}, cache: zoneCache}, nil
+}
+
+// timedReader bounds every read of a cache by ownedSyncTimeout: the first
+// read of a kind waits for the initial list.
+type timedReader struct{ reader client.Reader }
+
+func (t timedReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	ctx, cancel := context.WithTimeout(ctx, ownedSyncTimeout)
+	defer cancel()
+	return t.reader.Get(ctx, key, obj, opts...)
+}
+
+func (t timedReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	ctx, cancel := context.WithTimeout(ctx, ownedSyncTimeout)
+	defer cancel()
+	return t.reader.List(ctx, list, opts...)
 }
 
 // EnsureWatch makes sure a watch of the given kind runs in a connected
@@ -273,17 +399,32 @@ func (r *Registry) resolveAccess(ctx context.Context, zone *spirefedv1alpha1.Zon
 func (r *Registry) probeLoop(ctx context.Context, zone *Zone) {
 	ticker := time.NewTicker(r.opts.ProbeInterval)
 	defer ticker.Stop()
+	var failingSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
 		}
+		previous, _ := zone.Health()
 		err := zone.Probe(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if zone.recordReason(reasonOf(err)) {
+		// A zone that failed one probe only (an API server too busy to
+		// answer in time) is left to the cache's own watches, which
+		// resume where they stopped; after a longer outage they may be
+		// waiting out their backoff, so the cache lists everything again.
+		switch {
+		case err != nil && failingSince.IsZero():
+			failingSince = time.Now()
+		case err == nil && !failingSince.IsZero():
+			if time.Since(failingSince) > r.opts.ProbeInterval*3/2 {
+				r.refreshOwned(zone)
+			}
+			failingSince = time.Time{}
+		}
+		if previous != reasonOf(err) {
 			r.opts.Log.V(1).Info("Zone health changed", "zone", zone.Name, "reason", reasonOf(err))
 			r.enqueue(ctx, zone.Name)
 		}
@@ -307,7 +448,7 @@ const probeTimeout = 5 * time.Second
 // returns nil or an *AccessError, and records the outcome.
 func (z *Zone) Probe(ctx context.Context) error {
 	err := z.probe(ctx)
-	z.recordReason(reasonOf(err))
+	z.recordReason(reasonOf(err), messageOf(err))
 	return err
 }
 
@@ -335,12 +476,20 @@ func (z *Zone) probe(ctx context.Context) error {
 }
 
 // recordReason stores the latest probe outcome and says whether it changed.
-func (z *Zone) recordReason(reason string) bool {
+func (z *Zone) recordReason(reason, message string) bool {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	changed := z.lastReason != reason
-	z.lastReason = reason
+	z.lastReason, z.lastMessage = reason, message
 	return changed
+}
+
+// messageOf is a probe error's message, or "".
+func messageOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // reasonOf maps a probe error to a ClusterReachable reason.
