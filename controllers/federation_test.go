@@ -412,10 +412,7 @@ func TestZoneDeletionCleansItsCluster(t *testing.T) {
 			Identities: []spirefedv1alpha1.IdentityTemplate{{Name: "workloads", SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/w"}},
 		},
 	}
-	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { waitForDeletion(t, mesh) })
+	createMesh(t, mesh)
 	zones := map[string]*federationZone{a.name: a, b.name: b}
 	deadline := testDeadline(30)
 	for problem := federationProblem(zones, map[string][]string{a.name: {b.name}, b.name: {a.name}}); problem != ""; problem = federationProblem(zones, map[string][]string{a.name: {b.name}, b.name: {a.name}}) {

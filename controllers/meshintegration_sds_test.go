@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -147,17 +146,11 @@ func TestMeshSDSWithSPIRE(t *testing.T) {
 				// zone's agent.
 				Name:             "proxy",
 				SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/ns/default/sa/proxy",
-				Static: &spirefedv1alpha1.StaticEntryTemplate{
-					ParentIDTemplate: "spiffe://{{ .TrustDomain }}/agent/lab",
-					Selectors:        []string{fmt.Sprintf("unix:uid:%d", os.Getuid())},
-				},
+				Static:           labStatic(),
 			}},
 		},
 	}
-	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { waitForDeletion(t, mesh) })
+	createMesh(t, mesh)
 	waitForMeshCondition(t, "sds", spirefedv1alpha1.ConvergedCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "All 2 pairs are converged")
 
 	tdA, tdB := a.server.TrustDomain, b.server.TrustDomain

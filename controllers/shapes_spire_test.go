@@ -132,17 +132,11 @@ func TestHATrustDomainWithSPIRE(t *testing.T) {
 			Identities: []spirefedv1alpha1.IdentityTemplate{{
 				Name:             "process",
 				SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/process",
-				Static: &spirefedv1alpha1.StaticEntryTemplate{
-					ParentIDTemplate: "spiffe://{{ .TrustDomain }}/agent/lab",
-					Selectors:        []string{fmt.Sprintf("unix:uid:%d", os.Getuid())},
-				},
+				Static:           labStatic(),
 			}},
 		},
 	}
-	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { waitForDeletion(t, mesh) })
+	createMesh(t, mesh)
 
 	// peerHoldsBoth waits until the peer's SPIRE server holds exactly both
 	// sides' authorities for the HA trust domain.
@@ -407,17 +401,11 @@ func TestNestedTrustDomainWithSPIRE(t *testing.T) {
 			Identities: []spirefedv1alpha1.IdentityTemplate{{
 				Name:             "process",
 				SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/process",
-				Static: &spirefedv1alpha1.StaticEntryTemplate{
-					ParentIDTemplate: "spiffe://{{ .TrustDomain }}/agent/lab",
-					Selectors:        []string{fmt.Sprintf("unix:uid:%d", os.Getuid())},
-				},
+				Static:           labStatic(),
 			}},
 		},
 	}
-	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { waitForDeletion(t, mesh) })
+	createMesh(t, mesh)
 
 	peerHoldsRoot := func(t *testing.T) {
 		t.Helper()

@@ -300,17 +300,11 @@ func TestFederationWithSPIRE(t *testing.T) {
 				// This test process, attested by each zone's agent.
 				Name:             "process",
 				SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/process",
-				Static: &spirefedv1alpha1.StaticEntryTemplate{
-					ParentIDTemplate: "spiffe://{{ .TrustDomain }}/agent/lab",
-					Selectors:        []string{fmt.Sprintf("unix:uid:%d", os.Getuid())},
-				},
+				Static:           labStatic(),
 			}},
 		},
 	}
-	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { waitForDeletion(t, mesh) })
+	createMesh(t, mesh)
 
 	sources := map[string]*workloadapi.X509Source{}
 	t.Run("two zones: each SPIRE server holds the other's current bundle, workloads complete mTLS", func(t *testing.T) {
@@ -620,4 +614,23 @@ func namesOnly(entries []string) []string {
 		names = append(names, name)
 	}
 	return names
+}
+
+// labStatic registers this test process, attested through each zone's
+// agent by the unix workload attestor, as a static identity of a mesh.
+func labStatic() *spirefedv1alpha1.StaticEntryTemplate {
+	return &spirefedv1alpha1.StaticEntryTemplate{
+		ParentIDTemplate: "spiffe://{{ .TrustDomain }}/agent/lab",
+		Selectors:        []string{fmt.Sprintf("unix:uid:%d", os.Getuid())},
+	}
+}
+
+// createMesh creates mesh in the management cluster; at the end of the
+// test it is deleted and its removal awaited.
+func createMesh(t *testing.T, mesh *spirefedv1alpha1.FederationMesh) {
+	t.Helper()
+	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waitForDeletion(t, mesh) })
 }

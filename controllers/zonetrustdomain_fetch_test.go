@@ -63,10 +63,7 @@ func TestBundleFetch(t *testing.T) {
 			Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
 		},
 	}
-	if err := env.Management.Client.Create(testCtx, mesh); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { waitForDeletion(t, mesh) })
+	createMesh(t, mesh)
 	waitForMeshCondition(t, "fetchmesh", spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded, "")
 
 	wrongID, err := rotated.NewServingCertificate("spiffe://fetch.example/imposter")

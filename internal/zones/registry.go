@@ -286,8 +286,11 @@ const ownedSyncTimeout = 10 * time.Second
 
 // newOwnedCache builds the cache of the objects the operator owns in a
 // zone's cluster for that zone: only objects with the zone's ownership
-// labels are listed and watched, and their managedFields are dropped.
-func (r *Registry) newOwnedCache(config *rest.Config, zoneClient client.Client, zone string) (ownedCache, error) {
+// labels are listed and watched, and their managedFields are dropped. name
+// is the registry name: a cluster of a nested or HA trust domain holds the
+// objects of its zone (ZoneOf), labelled with the zone's name.
+func (r *Registry) newOwnedCache(config *rest.Config, zoneClient client.Client, name string) (ownedCache, error) {
+	zone := ZoneOf(name)
 	if r.opts.OwnedLabels == nil {
 		return ownedCache{Reader: zoneClient}, nil
 	}
