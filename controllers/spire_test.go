@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -113,6 +114,10 @@ func (z *spireZone) workload(t testing.TB) *workloadapi.X509Source {
 // the server's zone and one of the client's zone, each authorizing the
 // other's SPIFFE ID and trusting only the bundles its agent gave it.
 func handshake(server, client *workloadapi.X509Source) error {
+	if server == nil || client == nil {
+		// An earlier step failed before both workloads had a source.
+		return errors.New("a workload has no X509Source")
+	}
 	serverSVID, err := server.GetX509SVID()
 	if err != nil {
 		return err
@@ -329,6 +334,9 @@ func TestFederationWithSPIRE(t *testing.T) {
 		gamma := env.Zones["gamma"]
 		if err := gamma.Client.Create(testCtx, outsider); err != nil {
 			t.Fatal(err)
+		}
+		if sources[a.name] == nil {
+			t.Fatalf("no workload of %s: an earlier step failed", a.name)
 		}
 		source := c.workload(t)
 		for _, pair := range [][2]*workloadapi.X509Source{{sources[a.name], source}, {source, sources[a.name]}} {
