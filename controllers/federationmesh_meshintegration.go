@@ -232,7 +232,7 @@ func (r *FederationMeshReconciler) syncMeshObjects(ctx context.Context, c client
 			}
 		}
 		metrics.ZoneWrites.WithLabelValues(zone.Name).Inc()
-		if err := c.Patch(ctx, object, unstructuredApply{}, client.FieldOwner(apply.FieldManager), client.ForceOwnership); err != nil {
+		if err := c.Patch(ctx, object, apply.Patch, client.FieldOwner(apply.FieldManager), client.ForceOwnership); err != nil {
 			outcome.Err = errors.Join(outcome.Err, fmt.Errorf("applying %s: %w", key.Ref(), err))
 			continue
 		}
@@ -326,15 +326,6 @@ func (r *FederationMeshReconciler) readMeshInstall(ctx context.Context, c client
 		}
 	}
 	return install, errors.Join(errs...)
-}
-
-// unstructuredApply is a server-side apply patch of a whole object.
-type unstructuredApply struct{}
-
-func (unstructuredApply) Type() types.PatchType { return types.ApplyPatchType }
-
-func (unstructuredApply) Data(obj client.Object) ([]byte, error) {
-	return obj.(*unstructured.Unstructured).MarshalJSON()
 }
 
 // MeshSDSValues returns the spire chart values of a Helm zone's SPIRE agent

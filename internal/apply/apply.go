@@ -341,7 +341,7 @@ func (a *Applier) Execute(ctx context.Context, c client.Client, diff Diff) (Resu
 	result := Result{Conflicts: diff.Conflicts, Current: maps.Clone(diff.Current), Deferred: diff.Deferred}
 	for _, obj := range diff.Writes {
 		result.Writes++
-		if err := c.Patch(ctx, obj, applyPatch{}, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if err := c.Patch(ctx, obj, Patch, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 			return result, fmt.Errorf("applying %T %s: %w", obj, obj.GetName(), err)
 		}
 		if cftd, ok := obj.(*spirev1alpha1.ClusterFederatedTrustDomain); ok {
@@ -447,7 +447,11 @@ func hasLabels(current, desired map[string]string) bool {
 	return true
 }
 
-// applyPatch is a server-side apply patch of a whole typed object.
+// Patch is a server-side apply patch of a whole object, typed or
+// unstructured (both marshal to the object's JSON). Use it with
+// client.FieldOwner(FieldManager).
+var Patch client.Patch = applyPatch{}
+
 type applyPatch struct{}
 
 func (applyPatch) Type() types.PatchType { return types.ApplyPatchType }
