@@ -44,8 +44,9 @@ const (
 // (SHARED_MESH_CONFIG=spirefed-mesh, the istio ConfigMap's trustDomain is
 // the zone's), and asks it for a sidecar's listeners over ADS as Envoy
 // does: the SAN matchers of the inbound mTLS filter chains accept the
-// peers' SPIFFE IDs, follow zones joining and leaving the mesh, and istiod
-// logs no mesh-config error.
+// peers' SPIFFE IDs, follow zones joining and leaving the mesh, the
+// opt-in STRICT PeerAuthentication removes plaintext from the Service's
+// port, and istiod logs no mesh-config error.
 func TestMeshIntegrationIstiod(t *testing.T) {
 	a := startFederationZone(t, "ist-a", "alpha")
 	b := startFederationZone(t, "ist-b", "beta")
@@ -105,6 +106,17 @@ func TestMeshIntegrationIstiod(t *testing.T) {
 		sidecar.waitForInboundSANPrefixes(t, a.trustDomain(), b.trustDomain(), c.trustDomain())
 		updateMeshNamed(t, mesh.Name, func(m *spirefedv1alpha1.FederationMesh) { m.Spec.Zones.Names = []string{a.name, b.name} })
 		sidecar.waitForInboundSANPrefixes(t, a.trustDomain(), b.trustDomain())
+	})
+
+	t.Run("opt-in STRICT mTLS: the Service's port accepts only mTLS", func(t *testing.T) {
+		sidecar.waitForPlaintext(t, true)
+		updateMeshNamed(t, mesh.Name, func(m *spirefedv1alpha1.FederationMesh) {
+			m.Spec.MeshIntegration.Istio = &spirefedv1alpha1.IstioIntegration{Namespace: "istio-system", StrictMTLS: true}
+		})
+		sidecar.waitForPlaintext(t, false)
+		sidecar.waitForInboundSANPrefixes(t, a.trustDomain(), b.trustDomain())
+		updateMeshNamed(t, mesh.Name, func(m *spirefedv1alpha1.FederationMesh) { m.Spec.MeshIntegration.Istio.StrictMTLS = false })
+		sidecar.waitForPlaintext(t, true)
 	})
 
 	t.Run("istiod logged no mesh-config error", func(t *testing.T) {
@@ -191,10 +203,13 @@ func createSidecarWorkload(t *testing.T, cluster *testenv.Cluster) {
 // watching listeners: every response is ACKed, and the SAN prefixes of the
 // inbound mTLS filter chains of the last one are kept.
 type sidecarClient struct {
-	mu       sync.Mutex
-	inbound  map[string][]string // filter chain -> SAN prefixes
-	received int
-	err      error
+	mu      sync.Mutex
+	inbound map[string][]string // filter chain -> SAN prefixes
+	// plaintext counts the inbound filter chains of the Service's port
+	// without TLS (PERMISSIVE mode has them, STRICT has none).
+	plaintext int
+	received  int
+	err       error
 }
 
 // connectSidecar opens the stream until the test ends.
@@ -253,9 +268,10 @@ func (s *sidecarClient) receive(stream discoveryv3.AggregatedDiscoveryService_St
 		response, err := stream.Recv()
 		if err == nil {
 			var inbound map[string][]string
-			if inbound, err = inboundSANPrefixes(response); err == nil {
+			var plaintext int
+			if inbound, plaintext, err = inboundSANPrefixes(response); err == nil {
 				s.mu.Lock()
-				s.inbound, s.received = inbound, s.received+1
+				s.inbound, s.plaintext, s.received = inbound, plaintext, s.received+1
 				s.mu.Unlock()
 				err = stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: listenerTypeURL,
 					VersionInfo: response.GetVersionInfo(), ResponseNonce: response.GetNonce()})
@@ -272,13 +288,15 @@ func (s *sidecarClient) receive(stream discoveryv3.AggregatedDiscoveryService_St
 
 // inboundSANPrefixes reads, from a listener response, the SAN prefix
 // matchers of every mTLS filter chain of the virtualInbound listener, by
-// filter chain name.
-func inboundSANPrefixes(response *discoveryv3.DiscoveryResponse) (map[string][]string, error) {
+// filter chain name, and counts the chains of the Service's port without
+// TLS.
+func inboundSANPrefixes(response *discoveryv3.DiscoveryResponse) (map[string][]string, int, error) {
 	out := map[string][]string{}
+	plaintext := 0
 	for _, resource := range response.GetResources() {
 		listener := &listenerv3.Listener{}
 		if err := resource.UnmarshalTo(listener); err != nil {
-			return nil, fmt.Errorf("reading a listener: %w", err)
+			return nil, 0, fmt.Errorf("reading a listener: %w", err)
 		}
 		if listener.GetName() != virtualInbound {
 			continue
@@ -286,11 +304,14 @@ func inboundSANPrefixes(response *discoveryv3.DiscoveryResponse) (map[string][]s
 		for _, chain := range listener.GetFilterChains() {
 			socket := chain.GetTransportSocket()
 			if socket == nil || socket.GetTypedConfig() == nil {
+				if chain.GetFilterChainMatch().GetDestinationPort().GetValue() == sidecarPort {
+					plaintext++
+				}
 				continue
 			}
 			tlsContext := &tlsv3.DownstreamTlsContext{}
 			if err := socket.GetTypedConfig().UnmarshalTo(tlsContext); err != nil {
-				return nil, fmt.Errorf("reading the TLS context of filter chain %s: %w", chain.GetName(), err)
+				return nil, 0, fmt.Errorf("reading the TLS context of filter chain %s: %w", chain.GetName(), err)
 			}
 			validation := tlsContext.GetCommonTlsContext().GetCombinedValidationContext().GetDefaultValidationContext()
 			var prefixes []string
@@ -304,7 +325,28 @@ func inboundSANPrefixes(response *discoveryv3.DiscoveryResponse) (map[string][]s
 			out[name] = prefixes
 		}
 	}
-	return out, nil
+	return out, plaintext, nil
+}
+
+// waitForPlaintext waits until the Service's port accepts plaintext
+// (PERMISSIVE) or only mTLS (STRICT).
+func (s *sidecarClient) waitForPlaintext(t *testing.T, accepted bool) {
+	t.Helper()
+	deadline := testDeadline(60)
+	for {
+		s.mu.Lock()
+		plaintext, received, err := s.plaintext, s.received, s.err
+		s.mu.Unlock()
+		if err != nil {
+			t.Fatalf("the sidecar's ADS stream ended: %v", err)
+		}
+		if (plaintext > 0) == accepted {
+			return
+		}
+		if deadline() {
+			t.Fatalf("after %d listener responses from istiod: %d plaintext filter chains on port %d, want plaintext accepted: %v", received, plaintext, sidecarPort, accepted)
+		}
+	}
 }
 
 // waitForInboundSANPrefixes waits until every inbound mTLS filter chain,
