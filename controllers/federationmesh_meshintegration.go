@@ -21,7 +21,6 @@ import (
 	"github.com/spirefed/spire-federation-operator/internal/meshintegration"
 	"github.com/spirefed/spire-federation-operator/internal/metrics"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
-	"github.com/spirefed/spire-federation-operator/internal/zones"
 )
 
 // The mesh integration phase: after the federation objects are applied,
@@ -82,7 +81,7 @@ func (r *FederationMeshReconciler) reconcileZoneMeshIntegration(ctx context.Cont
 	if previous != nil {
 		written = previous.Objects
 	}
-	outcome := r.syncMeshObjects(ctx, connected, scope.mesh, input, written)
+	outcome := r.syncMeshObjects(ctx, connected.Client, scope.mesh, input, written)
 	if outcome.Err != nil {
 		ctrl.LoggerFrom(ctx).V(1).Info("Cannot write the mesh integration's objects", "zone", zone.Name, "error", outcome.Err.Error())
 	}
@@ -95,7 +94,7 @@ func (r *FederationMeshReconciler) reconcileZoneMeshIntegration(ctx context.Cont
 		return &spirefedv1alpha1.ZoneMeshIntegration{Ready: metav1.ConditionUnknown, Reason: spirefedv1alpha1.ReasonDeleting,
 			Message: fmt.Sprintf("removing the mesh objects: %v", outcome.Err), Objects: outcome.Objects}
 	}
-	install, err := r.readMeshInstall(ctx, connected, integration)
+	install, err := r.readMeshInstall(ctx, connected.Client, integration)
 	outcome.Err = errors.Join(outcome.Err, err)
 	report := meshintegration.Judge(integration, input, install, outcome)
 	return &report
@@ -194,11 +193,8 @@ func membership(mesh *spirefedv1alpha1.FederationMesh) meshintegration.Membershi
 // the desired ones that differ (server-side apply, one field manager),
 // leaves objects it does not own untouched (Conflicts), and deletes the
 // stale ones it owns. Outcome.Objects are those the zone holds for the
-// mesh afterwards. The operator's own objects are read from the zone's
-// cache (zones.Zone.Owned): in steady state the phase reads nothing from
-// the zone's API server.
-func (r *FederationMeshReconciler) syncMeshObjects(ctx context.Context, connected *zones.Zone, mesh *spirefedv1alpha1.FederationMesh, zone meshintegration.Zone, written []string) meshintegration.Outcome {
-	c := connected.Client
+// mesh afterwards.
+func (r *FederationMeshReconciler) syncMeshObjects(ctx context.Context, c client.Client, mesh *spirefedv1alpha1.FederationMesh, zone meshintegration.Zone, written []string) meshintegration.Outcome {
 	var outcome meshintegration.Outcome
 	desired, err := meshintegration.Desired(mesh.Name, mesh.Spec.MeshIntegration, zone)
 	if err != nil {
@@ -208,7 +204,7 @@ func (r *FederationMeshReconciler) syncMeshObjects(ctx context.Context, connecte
 	// Stale objects go first: a Kuma MeshIdentity of another mesh name, a
 	// PeerAuthentication no longer wanted.
 	for _, key := range meshintegration.Stale(desired, meshintegration.Candidates(mesh.Spec.MeshIntegration), written) {
-		if err := r.deleteOwned(ctx, connected, key, mesh.Name, zone.Name); err != nil {
+		if err := r.deleteOwned(ctx, c, key, mesh.Name, zone.Name); err != nil {
 			outcome.Err = errors.Join(outcome.Err, err)
 			outcome.Objects = append(outcome.Objects, key.Ref())
 		}
@@ -216,7 +212,7 @@ func (r *FederationMeshReconciler) syncMeshObjects(ctx context.Context, connecte
 	for _, object := range desired {
 		key := meshintegration.KeyOf(object)
 		live := key.Object()
-		err := readMeshObject(ctx, connected, live)
+		err := c.Get(ctx, client.ObjectKeyFromObject(live), live)
 		switch {
 		case meta.IsNoMatchError(err):
 			// The mesh's CRDs are not installed: Judge says so.
@@ -245,25 +241,10 @@ func (r *FederationMeshReconciler) syncMeshObjects(ctx context.Context, connecte
 	return outcome
 }
 
-// readMeshObject reads an object the integration writes in a zone: from
-// the zone's cache of the operator's objects, and, only when the cache has
-// none, from the API server, which alone sees an object of someone else
-// (without the operator's labels) at that name.
-func readMeshObject(ctx context.Context, connected *zones.Zone, live *unstructured.Unstructured) error {
-	key := client.ObjectKeyFromObject(live)
-	err := connected.Owned().Get(ctx, key, live)
-	if apierrors.IsNotFound(err) {
-		err = connected.Client.Get(ctx, key, live)
-	}
-	return err
-}
-
-// deleteOwned deletes an object when the mesh owns it in the zone. It is
-// read from the zone's cache of the operator's objects: what the cache
-// does not hold has not the operator's labels, and is never deleted.
-func (r *FederationMeshReconciler) deleteOwned(ctx context.Context, connected *zones.Zone, key meshintegration.ObjectKey, mesh, zone string) error {
+// deleteOwned deletes an object when the mesh owns it in the zone.
+func (r *FederationMeshReconciler) deleteOwned(ctx context.Context, c client.Client, key meshintegration.ObjectKey, mesh, zone string) error {
 	live := key.Object()
-	err := connected.Owned().Get(ctx, client.ObjectKeyFromObject(live), live)
+	err := c.Get(ctx, client.ObjectKeyFromObject(live), live)
 	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 		return nil
 	}
@@ -276,7 +257,7 @@ func (r *FederationMeshReconciler) deleteOwned(ctx context.Context, connected *z
 	// Delete exactly what was read: an object re-created meanwhile by
 	// someone else is not deleted.
 	metrics.ZoneWrites.WithLabelValues(zone).Inc()
-	if err := connected.Client.Delete(ctx, live, client.Preconditions{UID: ptrUID(live.GetUID())}); err != nil && !apierrors.IsNotFound(err) {
+	if err := c.Delete(ctx, live, client.Preconditions{UID: ptrUID(live.GetUID())}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting %s: %w", key.Ref(), err)
 	}
 	return nil
@@ -287,7 +268,7 @@ func ptrUID(uid types.UID) *types.UID { return &uid }
 // cleanupMeshIntegration removes what the mesh's integration wrote in a
 // zone that left the mesh, or of a mesh being deleted, before the
 // federation objects go.
-func (r *FederationMeshReconciler) cleanupMeshIntegration(ctx context.Context, connected *zones.Zone, mesh *spirefedv1alpha1.FederationMesh, zone string) error {
+func (r *FederationMeshReconciler) cleanupMeshIntegration(ctx context.Context, c client.Client, mesh *spirefedv1alpha1.FederationMesh, zone string) error {
 	var written []string
 	for _, member := range mesh.Status.Zones {
 		if member.Name == zone && member.MeshIntegration != nil {
@@ -296,17 +277,14 @@ func (r *FederationMeshReconciler) cleanupMeshIntegration(ctx context.Context, c
 	}
 	var errs []error
 	for _, key := range meshintegration.Stale(nil, meshintegration.Candidates(mesh.Spec.MeshIntegration), written) {
-		errs = append(errs, r.deleteOwned(ctx, connected, key, mesh.Name, zone))
+		errs = append(errs, r.deleteOwned(ctx, c, key, mesh.Name, zone))
 	}
 	return errors.Join(errs...)
 }
 
 // readMeshInstall reads what the zone's mesh install holds; objects not
 // found stay nil. Only reads: nothing the mesh's installer owns is written.
-// The install's objects are read from the API server (they have not the
-// operator's labels); the operator's own MeshIdentity from the zone's cache.
-func (r *FederationMeshReconciler) readMeshInstall(ctx context.Context, connected *zones.Zone, integration *spirefedv1alpha1.MeshIntegration) (meshintegration.Install, error) {
-	c := connected.Client
+func (r *FederationMeshReconciler) readMeshInstall(ctx context.Context, c client.Client, integration *spirefedv1alpha1.MeshIntegration) (meshintegration.Install, error) {
 	var install meshintegration.Install
 	var errs []error
 	get := func(key client.ObjectKey, object client.Object) bool {
@@ -332,7 +310,7 @@ func (r *FederationMeshReconciler) readMeshInstall(ctx context.Context, connecte
 	case spirefedv1alpha1.MeshKuma:
 		candidates := meshintegration.Candidates(integration)
 		identity := candidates[0].Object()
-		err := connected.Owned().Get(ctx, client.ObjectKeyFromObject(identity), identity)
+		err := c.Get(ctx, client.ObjectKeyFromObject(identity), identity)
 		install.Kuma.MeshIdentityServed = !meta.IsNoMatchError(err)
 		switch {
 		case err == nil:
@@ -354,8 +332,8 @@ func (r *FederationMeshReconciler) readMeshInstall(ctx context.Context, connecte
 // SDS profile, from the meshes with an integration that count it as a
 // member (status.zones): Istio's or Kuma's profile, or none when there is
 // no such mesh or they disagree (the meshes report SDSProfileConflict). For
-// spirehelm.Lifecycle.MeshValues; the zone controller watches meshes
-// (zonesForMesh), so a mesh change reaches the zone's release at once.
+// spirehelm.Lifecycle.MeshValues; a mesh change reaches the zone's release
+// at its next resync.
 func MeshSDSValues(reader client.Reader) func(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error) {
 	return func(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error) {
 		var meshList spirefedv1alpha1.FederationMeshList

@@ -370,7 +370,7 @@ func (r *FederationMeshReconciler) cleanupCluster(ctx context.Context, mesh *spi
 	}
 	// The mesh's own objects go first: proxies stop asking SPIRE before
 	// their identities go.
-	if err := r.cleanupMeshIntegration(ctx, connected, mesh, name); err != nil {
+	if err := r.cleanupMeshIntegration(ctx, connected.Client, mesh, name); err != nil {
 		return false, fmt.Errorf("removing the mesh integration of mesh %s from zone %s: %w", mesh.Name, name, err)
 	}
 	live, err := apply.Observe(ctx, connected.Owned(), mesh.Name, name)
