@@ -93,6 +93,8 @@ func (r *ZoneTrustDomainReconciler) SetupWithManager(ctx context.Context, mgr ct
 		For(&spirefedv1alpha1.ZoneTrustDomain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.zonesForSecret)).
 		WatchesRawSource(r.Zones.Source()).
+		// A mesh's SDS profile reaches its Helm zones' releases at once.
+		Watches(&spirefedv1alpha1.FederationMesh{}, handler.EnqueueRequestsFromMapFunc(r.zonesForMesh), builder.WithPredicates(meshSDSChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }

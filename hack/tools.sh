@@ -8,6 +8,7 @@
 #
 # Tools: controller-gen kube-apiserver kube-controller-manager kube-scheduler
 #        kubectl etcd kwok kwokctl spire-server spire-agent spire-controller-manager
+#        pilot-discovery (istiod, for the mesh integration tests)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +27,12 @@ kwok_version=$(version_of kwok sigs.k8s.io/kwok)
 spire_version=$(version_of spire github.com/spiffe/spire)
 scm_version=$(version_of scm github.com/spiffe/spire-controller-manager)
 cg_version=$(version_of controller-gen sigs.k8s.io/controller-tools)
+istio_version=$(version_of istio istio.io/istio)
+# istio.io/istio is served only as a pseudo-version of its master branch; the
+# VERSION file of that commit says 1.31, and istiod reports "<VERSION>-dev"
+# as Istio's own Makefile builds it.
+istio_release=1.31-dev
+istio_commit=${istio_version##*-}
 
 # spec TOOL: "module-dir version package ldflags"
 spec() {
@@ -38,11 +45,13 @@ spec() {
 		echo "spire $spire_version github.com/spiffe/spire/cmd/$1 -X=github.com/spiffe/spire/pkg/common/version.gittag=${spire_version#v}" ;;
 	spire-controller-manager) echo "scm $scm_version github.com/spiffe/spire-controller-manager/cmd" ;;
 	controller-gen) echo "controller-gen $cg_version sigs.k8s.io/controller-tools/cmd/controller-gen" ;;
+	pilot-discovery)
+		echo "istio $istio_version istio.io/istio/pilot/cmd/pilot-discovery -X=istio.io/istio/pkg/version.buildVersion=$istio_release -X=istio.io/istio/pkg/version.buildGitRevision=$istio_commit -X=istio.io/istio/pkg/version.buildStatus=Clean -X=istio.io/istio/pkg/version.buildTag=$istio_release" ;;
 	*) echo "unknown tool $1" >&2; return 1 ;;
 	esac
 }
 
-all_tools="controller-gen etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl spire-server spire-agent spire-controller-manager"
+all_tools="controller-gen etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl spire-server spire-agent spire-controller-manager pilot-discovery"
 
 # path_of TOOL: bin/<tool>-<version>[-<hash of ldflags>]/<tool>, so that a
 # change of build flags rebuilds the tool.
