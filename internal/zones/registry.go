@@ -362,6 +362,14 @@ func (r *Registry) Forget(key Key) {
 	}
 }
 
+// Connected says whether the registry holds a client (and runs a probe)
+// for key.
+func (r *Registry) Connected(key Key) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.zones[key.Name] != nil
+}
+
 // resolveAccess returns a key that changes whenever the zone's access
 // changes, and the REST config to reach it.
 func (r *Registry) resolveAccess(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (string, *rest.Config, error) {
