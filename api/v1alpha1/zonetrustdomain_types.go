@@ -481,6 +481,43 @@ type SpireReleaseStatus struct {
 	// and is reset by a success or a changed spec.
 	// +optional
 	Failures int32 `json:"failures,omitempty"`
+	// Releases are the spire-nested releases of a Nested or HA trust
+	// domain, in install order: which release is installed in which
+	// cluster, and whether it is ready. The fields above describe the
+	// first (the root's, or the HA common part).
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=40
+	// +optional
+	Releases []ClusterReleaseStatus `json:"releases,omitempty"`
+}
+
+// ClusterReleaseStatus is one Helm release of a Nested or HA trust domain.
+type ClusterReleaseStatus struct {
+	// Cluster is the cluster the release is installed in: "root", a
+	// child's name, or "a" / "b"; empty for the zone's own cluster (the HA
+	// common part).
+	// +optional
+	Cluster string `json:"cluster,omitempty"`
+	// Namespace of the release.
+	Namespace string `json:"namespace"`
+	// ReleaseName of the release.
+	ReleaseName string `json:"releaseName"`
+	// Tag of the spire-nested chart the release enables (nestedRoot,
+	// nestedChildFull, haAgentCommon, bottomTurtleHAA, bottomTurtleHAB).
+	Tag string `json:"tag"`
+	// Revision deployed, 0 before the first install.
+	// +optional
+	Revision int `json:"revision,omitempty"`
+	// ValuesDigest is the SHA-256 of the deployed chart version and values.
+	// +optional
+	ValuesDigest string `json:"valuesDigest,omitempty"`
+	// Ready: the release is deployed as desired and its workloads are ready.
+	Ready metav1.ConditionStatus `json:"ready"`
+	// Reason is a SpireInstalled reason for this release.
+	Reason string `json:"reason"`
+	// Message says what is wrong and what to do.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // BootstrapStatus summarises the zone's bootstrap X.509 authorities.
