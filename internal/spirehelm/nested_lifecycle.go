@@ -62,10 +62,7 @@ func (l *Lifecycle) ReconcileShape(ctx context.Context, zone *spirefedv1alpha1.Z
 		out.Requeue = wait // SpireInstalled unchanged
 		return out, nil
 	}
-	run, err := l.runShape(ctx, zone, configFor, planned, values, &out)
-	if err != nil {
-		return out, err
-	}
+	run := l.runShape(ctx, zone, configFor, planned, values, &out)
 	out.Release.Releases = run.statuses
 	if run.failed != nil {
 		reason := spirefedv1alpha1.ReasonUpgradeFailed
@@ -96,7 +93,7 @@ func (l *Lifecycle) ReconcileShape(ctx context.Context, zone *spirefedv1alpha1.Z
 }
 
 // runShape reconciles every planned release in order and records each.
-func (l *Lifecycle) runShape(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, configFor ClusterConfig, planned []PlannedRelease, values []map[string]any, out *Outcome) (shapeRun, error) {
+func (l *Lifecycle) runShape(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, configFor ClusterConfig, planned []PlannedRelease, values []map[string]any, out *Outcome) shapeRun {
 	var run shapeRun
 	ready := map[string]bool{}
 	previous := map[string]spirefedv1alpha1.ClusterReleaseStatus{}
@@ -162,7 +159,10 @@ func (l *Lifecycle) runShape(ctx context.Context, zone *spirefedv1alpha1.ZoneTru
 				run.failed = failed
 			}
 		case err != nil:
-			return run, fmt.Errorf("installing release %s in cluster %s of zone %s: %w", planned.Name, clusterLabel(planned.Cluster), zone.Name, err)
+			// Helm could not read or reach the cluster: the other
+			// clusters go on.
+			release.Ready, release.Reason = metav1.ConditionUnknown, spirefedv1alpha1.ReasonClusterNotReachable
+			release.Message = "Helm cannot reach the cluster: " + status.Brief(err.Error())
 		case state.NotReady != "":
 			release.Ready, release.Reason = metav1.ConditionFalse, spirefedv1alpha1.ReasonWorkloadsNotReady
 			release.Message = fmt.Sprintf("Revision %d is deployed; waiting: %s", release.Revision, state.NotReady)
@@ -177,7 +177,7 @@ func (l *Lifecycle) runShape(ctx context.Context, zone *spirefedv1alpha1.ZoneTru
 		}
 		run.statuses = append(run.statuses, release)
 	}
-	return run, nil
+	return run
 }
 
 // desiredShapeRelease loads the charts of one planned release: a chart of
