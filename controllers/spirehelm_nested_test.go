@@ -103,7 +103,6 @@ func TestSpireHelmNestedAndHA(t *testing.T) {
 	}
 
 	t.Run("nested: the root's release, then the child's", func(t *testing.T) {
-		writeRootKubeconfig(t, "helm-nested-root-child", "spire-root")
 		zone := newZoneAt("helm-nested", "helm-nested.helm.test", testenv.KubeconfigSecretName("kwok1"), "https://spire-bundle.helm-nested.helm.test:8443")
 		zone.Spec.Spire = spirefedv1alpha1.SpireInstallation{
 			Install:        spirefedv1alpha1.SpireInstallHelm,
@@ -122,6 +121,13 @@ func TestSpireHelmNestedAndHA(t *testing.T) {
 			},
 		}
 		createZone(t, zone)
+		// Without the root's kubeconfig of the child nothing is installed;
+		// the Secret's creation starts the installs.
+		waitForZoneMessage(t, zone.Name, spirefedv1alpha1.SpireInstalledCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonSecretNotFound, "helm-nested-root-child")
+		if root := releaseHistory(t, "kwok1", "spire-server", "spire"); len(root) != 0 {
+			t.Fatalf("the root's release was installed without the child's kubeconfig: %d revisions", len(root))
+		}
+		writeRootKubeconfig(t, "helm-nested-root-child", "spire-root")
 		ready := waitShapeReady(t, zone.Name, map[string]int{"root/spire": 1, "child/spire": 1})
 		if got := ready.Status.Spire.Releases; got[0].Tag != spirehelm.TagNestedRoot || got[1].Tag != spirehelm.TagNestedChildFull || got[1].Cluster != "child" {
 			t.Errorf("status.spire.releases %+v", got)

@@ -65,3 +65,41 @@ func waitForClusterNames(t *testing.T, name string, want []string) {
 		}
 	}
 }
+
+func TestRemovedClusters(t *testing.T) {
+	t.Parallel()
+	status := func(names ...string) []spirefedv1alpha1.TrustDomainClusterStatus {
+		var out []spirefedv1alpha1.TrustDomainClusterStatus
+		for _, name := range names {
+			role := spirefedv1alpha1.RoleChild
+			if name == "root" {
+				role = spirefedv1alpha1.RoleRoot
+			}
+			out = append(out, spirefedv1alpha1.TrustDomainClusterStatus{Name: name, Role: role})
+		}
+		return out
+	}
+	clusters := func(names ...string) []zones.Cluster {
+		var out []zones.Cluster
+		for _, name := range names {
+			out = append(out, zones.Cluster{Name: name})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		previous []spirefedv1alpha1.TrustDomainClusterStatus
+		current  []zones.Cluster
+		want     []string
+	}{
+		{"nothing observed yet", nil, clusters("root", "c1"), nil},
+		{"unchanged", status("root", "c1", "c2"), clusters("root", "c1", "c2"), nil},
+		{"a child removed", status("root", "c1", "c2"), clusters("root", "c1"), []string{"c2"}},
+		{"every child removed, the root kept", status("root", "c1"), clusters("root"), []string{"c1"}},
+		{"a child added", status("root", "c1"), clusters("root", "c1", "c2"), nil},
+	} {
+		if got := removedClusters(tc.previous, tc.current); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
