@@ -226,7 +226,7 @@ func (r *ZoneTrustDomainReconciler) reconcileDelete(ctx context.Context, zone *s
 		return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting to remove the operator's objects from the zone's cluster: %v", err), r.ResyncInterval)
 	}
 	if zone.Spec.Spire.Install == spirefedv1alpha1.SpireInstallHelm && zone.Spec.Spire.DeletionPolicy == spirefedv1alpha1.DeletionDelete && isShaped(zone) {
-		if err := r.Releases.UninstallShape(ctx, zone, r.clusterConfig(zone), secretGone); err != nil {
+		if err := r.Releases.UninstallShape(ctx, zone, r.clusterConfig(zone), r.releasesLeftBehind(zone)); err != nil {
 			return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting to uninstall the spire-nested releases (deletionPolicy Delete): %v", err), r.ResyncInterval)
 		}
 		ctrl.LoggerFrom(ctx).Info("Uninstalled the spire-nested releases", "release", zone.Spec.Spire.ReleaseName)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -128,4 +129,17 @@ func rootKubeconfigSecrets(zone *spirefedv1alpha1.ZoneTrustDomain, names []strin
 		}
 	}
 	return out
+}
+
+// releasesLeftBehind lets a deleted zone's uninstall skip a cluster whose
+// kubeconfig Secret is gone, with an Event saying what stays there.
+func (r *ZoneTrustDomainReconciler) releasesLeftBehind(zone *spirefedv1alpha1.ZoneTrustDomain) func(error) bool {
+	return func(err error) bool {
+		if !secretGone(err) {
+			return false
+		}
+		r.EventRecorder.Eventf(zone, nil, corev1.EventTypeWarning, "ObjectsLeftBehind", "Delete",
+			"%s; the spire-nested releases of zone %s in that cluster are left behind (deletionPolicy Delete): uninstall them with helm there", err.Error(), zone.Name)
+		return true
+	}
 }
