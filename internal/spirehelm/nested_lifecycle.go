@@ -25,6 +25,9 @@ type shapeRun struct {
 	failed *ActionError
 	// acted is the last action that succeeded.
 	acted string
+	// unavailable is the first chart that could not be loaded (nil: none);
+	// like a failed action, it is retried with backoff.
+	unavailable error
 }
 
 // ReconcileShape brings the spire-nested releases of a Nested or HA zone
@@ -70,6 +73,10 @@ func (l *Lifecycle) ReconcileShape(ctx context.Context, zone *spirefedv1alpha1.Z
 			reason = spirefedv1alpha1.ReasonInstallFailed
 		}
 		l.failed(&out, digest, run.failed.Action, reason, status.Brief(run.failed.Error()))
+		return out, nil
+	}
+	if run.unavailable != nil {
+		l.failed(&out, digest, "", spirefedv1alpha1.ReasonChartUnavailable, status.Brief(run.unavailable.Error())+"; the running releases are left untouched")
 		return out, nil
 	}
 	if run.acted != "" {
@@ -122,6 +129,9 @@ func (l *Lifecycle) runShape(ctx context.Context, zone *spirefedv1alpha1.ZoneTru
 		if err != nil {
 			release.Ready, release.Reason = metav1.ConditionFalse, spirefedv1alpha1.ReasonChartUnavailable
 			release.Message = status.Brief(err.Error()) + "; the running release is left untouched"
+			if run.unavailable == nil {
+				run.unavailable = err
+			}
 			run.statuses = append(run.statuses, release)
 			continue
 		}
@@ -163,6 +173,13 @@ func (l *Lifecycle) runShape(ctx context.Context, zone *spirefedv1alpha1.ZoneTru
 			// clusters go on.
 			release.Ready, release.Reason = metav1.ConditionUnknown, spirefedv1alpha1.ReasonClusterNotReachable
 			release.Message = "Helm cannot reach the cluster: " + status.Brief(err.Error())
+		case state.Action == ActionRollback:
+			// The desired release does not run: retried with backoff.
+			release.Ready, release.Reason = metav1.ConditionFalse, spirefedv1alpha1.ReasonUpgradeFailed
+			release.Message = fmt.Sprintf("The upgrade failed and was rolled back to revision %d (upgradeRemediation Rollback); it is retried with backoff", release.Revision)
+			if run.failed == nil {
+				run.failed = &ActionError{Release: planned.Name, Action: ActionRollback, Err: errors.New("the upgrade failed and was rolled back")}
+			}
 		case state.NotReady != "":
 			release.Ready, release.Reason = metav1.ConditionFalse, spirefedv1alpha1.ReasonWorkloadsNotReady
 			release.Message = fmt.Sprintf("Revision %d is deployed; waiting: %s", release.Revision, state.NotReady)
