@@ -35,6 +35,9 @@ type ZoneConnector interface {
 	EnsureWatch(key zones.Key, kind, id string, run zones.WatchFunc)
 	// Source enqueues zones whose health changed or whose watches fired.
 	Source() source.Source
+	// SecretData reads a key of a Secret in the operator's namespace
+	// (errors are *zones.AccessError when it is missing).
+	SecretData(ctx context.Context, ref spirefedv1alpha1.KubeconfigSecretReference) ([]byte, error)
 }
 
 // ZoneWriter writes plans into zones' clusters (apply.Applier).
@@ -53,6 +56,10 @@ type SpireAccess interface {
 type SpireReleases interface {
 	Reconcile(ctx context.Context, config *rest.Config, zone *spirefedv1alpha1.ZoneTrustDomain) (spirehelm.Outcome, error)
 	Uninstall(config *rest.Config, namespace, releaseName string) error
+	// ReconcileShape and UninstallShape do the same for the spire-nested
+	// releases of a Nested or HA trust domain, cluster by cluster.
+	ReconcileShape(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, configFor spirehelm.ClusterConfig, rootKubeconfigs map[string][]byte) (spirehelm.Outcome, error)
+	UninstallShape(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain, configFor spirehelm.ClusterConfig, skip func(error) bool) error
 }
 
 // BundleFetcher fetches bundles from bundle endpoints (bundle.Fetcher).

@@ -93,6 +93,10 @@ func runSuite(m *testing.M) int {
 	return code
 }
 
+// registry is the operator's zone registry, for tests that check what it
+// holds.
+var registry *zones.Registry
+
 // suiteIntervals are the operator's probe and resync intervals: short, so
 // that tests see changes within seconds, or, with
 // SPIREFED_BENCH_DEFAULT_INTERVALS set (make bench), the operator's
@@ -121,7 +125,7 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	registry := zones.NewRegistry(zones.Options{
+	registry = zones.NewRegistry(zones.Options{
 		Namespace:     testenv.OperatorNamespace,
 		SecretReader:  mgr.GetClient(),
 		LocalConfig:   env.Management.Config,

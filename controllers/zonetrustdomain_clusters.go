@@ -50,6 +50,7 @@ type clusterObservation struct {
 // how soon to look again (0: at the resync).
 func (r *ZoneTrustDomainReconciler) reconcileClusters(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) time.Duration {
 	clusters := zones.Clusters(zone)
+	r.forgetRemovedClusters(ctx, zone, clusters)
 	if len(clusters) == 1 && clusters[0].Role == "" {
 		zone.Status.Clusters = nil
 		return 0

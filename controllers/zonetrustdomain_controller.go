@@ -109,7 +109,7 @@ func indexKubeconfigSecret(obj client.Object) []string {
 			names = append(names, ref.Name)
 		}
 	}
-	return names
+	return append(names, rootKubeconfigSecrets(zone, names)...)
 }
 
 // zonesForSecret maps a kubeconfig Secret to the zones that use it. The
@@ -227,7 +227,12 @@ func (r *ZoneTrustDomainReconciler) reconcileDelete(ctx context.Context, zone *s
 	if err != nil {
 		return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting to remove the operator's objects from the zone's cluster: %v", err), r.ResyncInterval)
 	}
-	if zone.Spec.Spire.Install == spirefedv1alpha1.SpireInstallHelm && zone.Spec.Spire.DeletionPolicy == spirefedv1alpha1.DeletionDelete {
+	if zone.Spec.Spire.Install == spirefedv1alpha1.SpireInstallHelm && zone.Spec.Spire.DeletionPolicy == spirefedv1alpha1.DeletionDelete && isShaped(zone) {
+		if err := r.Releases.UninstallShape(ctx, zone, r.clusterConfig(zone), r.releasesLeftBehind(zone)); err != nil {
+			return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting to uninstall the spire-nested releases (deletionPolicy Delete): %v", err), r.ResyncInterval)
+		}
+		ctrl.LoggerFrom(ctx).Info("Uninstalled the spire-nested releases", "release", zone.Spec.Spire.ReleaseName)
+	} else if zone.Spec.Spire.Install == spirefedv1alpha1.SpireInstallHelm && zone.Spec.Spire.DeletionPolicy == spirefedv1alpha1.DeletionDelete {
 		if err := r.Releases.Uninstall(connected.Config, zone.Spec.Spire.Namespace, zone.Spec.Spire.ReleaseName); err != nil {
 			return r.waitDeleting(ctx, zone, fmt.Sprintf("Waiting to uninstall SPIRE (deletionPolicy Delete): %v", err), r.ResyncInterval)
 		}

@@ -62,7 +62,7 @@ func (r *ZoneTrustDomainReconciler) reconcileSpire(ctx context.Context, zone *sp
 		}
 		return 0, nil
 	}
-	outcome, err := r.Releases.Reconcile(ctx, connected.Config, zone)
+	outcome, err := r.reconcileReleases(ctx, zone, connected)
 	if outcome.Acted {
 		metrics.RecordHelmAction(zone.Name, outcome.Release.LastAction, outcome.Release.LastActionResult)
 	}

@@ -30,6 +30,16 @@ type NestedSpire struct {
 	// +listType=map
 	// +listMapKey=name
 	Children []NestedChild `json:"children"`
+
+	// RootServerAddress is the host name at which the child clusters reach
+	// the root's SPIRE server for their nested servers' CAs (the
+	// spire-nested chart's global.spire.upstreamSpireAddress, e.g. the
+	// root's external-spire-server exposed by an ingress). Required for
+	// install Helm; unused for External.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	RootServerAddress string `json:"rootServerAddress,omitempty"`
 }
 
 // NestedChild is one child cluster of a nested trust domain.
@@ -58,6 +68,16 @@ type NestedChild struct {
 	// +kubebuilder:default={}
 	// +optional
 	Spire ClusterSpire `json:"spire,omitempty"`
+
+	// RootKubeconfigSecretRef names a Secret in the operator's namespace
+	// holding the kubeconfig with which the root's SPIRE (its controller
+	// managers, node attestor and bundle publisher) reaches this child
+	// cluster. Its identity must be the one the child's release grants
+	// (the chart's external-root-spire-server-full.externalServerSubject,
+	// User "spire-root" unless spire.values says otherwise). Required for
+	// install Helm; unused for External.
+	// +optional
+	RootKubeconfigSecretRef *KubeconfigSecretReference `json:"rootKubeconfigSecretRef,omitempty"`
 }
 
 // HASpire describes the two sides of an HA trust domain.

@@ -102,7 +102,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="(has(oldSelf.shape) ? oldSelf.shape : 'Single') == (has(self.shape) ? self.shape : 'Single')",message="spire.shape is immutable (Helm releases would stay behind); create a new zone instead"
 // +kubebuilder:validation:XValidation:rule="!has(self.nested) || self.install != 'External' || self.nested.children.all(c, has(c.spire.className))",message="spire.nested.children[].spire.className is required when spire.install is External"
 // +kubebuilder:validation:XValidation:rule="!has(self.ha) || self.install != 'External' || (has(self.ha.a.spire.className) && has(self.ha.b.spire.className))",message="spire.ha.a.spire.className and spire.ha.b.spire.className are required when spire.install is External"
-// +kubebuilder:validation:XValidation:rule="self.install != 'Helm' || !has(self.shape) || self.shape == 'Single'",message="shapes Nested and HA need spire.install External for now: the operator does not install the spire-nested chart yet"
+// +kubebuilder:validation:XValidation:rule="self.install != 'Helm' || !has(self.nested) || (has(self.nested.rootServerAddress) && self.nested.children.all(c, has(c.rootKubeconfigSecretRef)))",message="install Helm with shape Nested needs spire.nested.rootServerAddress and every child's rootKubeconfigSecretRef"
+// +kubebuilder:validation:XValidation:rule="self.install != 'Helm' || !has(self.ha) || (!has(self.ha.a.cluster) && !has(self.ha.b.cluster))",message="install Helm with shape HA installs both sides in spec.cluster (the spire-nested chart's HA layout): leave spire.ha.a.cluster and spire.ha.b.cluster unset, or use install External"
 // +kubebuilder:validation:XValidation:rule="!has(self.ha) || has(self.ha.a.cluster) || has(self.ha.b.cluster) || self.install != 'External' || self.ha.a.spire.className == self.ha.b.spire.className",message="HA sides in one cluster share their objects: give spire.ha.a and spire.ha.b the same className"
 // +kubebuilder:validation:XValidation:rule="!has(self.ha) || self.ha.a.bundleEndpointURL != self.ha.b.bundleEndpointURL",message="spire.ha.a and spire.ha.b need their own bundleEndpointURL"
 type SpireInstallation struct {
@@ -480,6 +481,43 @@ type SpireReleaseStatus struct {
 	// and is reset by a success or a changed spec.
 	// +optional
 	Failures int32 `json:"failures,omitempty"`
+	// Releases are the spire-nested releases of a Nested or HA trust
+	// domain, in install order: which release is installed in which
+	// cluster, and whether it is ready. The fields above describe the
+	// first (the root's, or the HA common part).
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=40
+	// +optional
+	Releases []ClusterReleaseStatus `json:"releases,omitempty"`
+}
+
+// ClusterReleaseStatus is one Helm release of a Nested or HA trust domain.
+type ClusterReleaseStatus struct {
+	// Cluster is the cluster the release is installed in: "root", a
+	// child's name, or "a" / "b"; empty for the zone's own cluster (the HA
+	// common part).
+	// +optional
+	Cluster string `json:"cluster,omitempty"`
+	// Namespace of the release.
+	Namespace string `json:"namespace"`
+	// ReleaseName of the release.
+	ReleaseName string `json:"releaseName"`
+	// Tag of the spire-nested chart the release enables (nestedRoot,
+	// nestedChildFull, haAgentCommon, bottomTurtleHAA, bottomTurtleHAB).
+	Tag string `json:"tag"`
+	// Revision deployed, 0 before the first install.
+	// +optional
+	Revision int `json:"revision,omitempty"`
+	// ValuesDigest is the SHA-256 of the deployed chart version and values.
+	// +optional
+	ValuesDigest string `json:"valuesDigest,omitempty"`
+	// Ready: the release is deployed as desired and its workloads are ready.
+	Ready metav1.ConditionStatus `json:"ready"`
+	// Reason is a SpireInstalled reason for this release.
+	Reason string `json:"reason"`
+	// Message says what is wrong and what to do.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // BootstrapStatus summarises the zone's bootstrap X.509 authorities.

@@ -121,21 +121,25 @@ func (i *Installer) Reconcile(ctx context.Context, config *rest.Config, desired 
 		return state, err
 	}
 	defer func() { state.Deployed = deployedRelease(helm, desired.ReleaseName) }()
-	crdsName := CRDsReleaseName(desired.ReleaseName)
-	if state.CRDs, _, err = i.ensure(ctx, helm, desired.Namespace, crdsName, desired.CRDs, map[string]any{}, spirefedv1alpha1.RemediationRetry); err != nil {
-		state.CRDs = lastRelease(helm, crdsName)
-		state.Spire = lastRelease(helm, desired.ReleaseName)
-		return state, err
-	}
-	// The spire chart creates custom resources: its CRDs must be
-	// established first.
-	crdsResources, err := buildManifest(helm, state.CRDs)
-	if err != nil {
-		return state, err
-	}
-	if state.NotReady, err = notReady(ctx, helm, crdsResources); err != nil || state.NotReady != "" {
-		state.Spire = lastRelease(helm, desired.ReleaseName)
-		return state, err
+	// A release of a shape's later part has no CRDs of its own: the
+	// cluster's first release installs them.
+	if desired.CRDs.Chart != nil {
+		crdsName := CRDsReleaseName(desired.ReleaseName)
+		if state.CRDs, _, err = i.ensure(ctx, helm, desired.Namespace, crdsName, desired.CRDs, map[string]any{}, spirefedv1alpha1.RemediationRetry); err != nil {
+			state.CRDs = lastRelease(helm, crdsName)
+			state.Spire = lastRelease(helm, desired.ReleaseName)
+			return state, err
+		}
+		// The spire chart creates custom resources: its CRDs must be
+		// established first.
+		crdsResources, err := buildManifest(helm, state.CRDs)
+		if err != nil {
+			return state, err
+		}
+		if state.NotReady, err = notReady(ctx, helm, crdsResources); err != nil || state.NotReady != "" {
+			state.Spire = lastRelease(helm, desired.ReleaseName)
+			return state, err
+		}
 	}
 	state.Spire, state.Action, err = i.ensure(ctx, helm, desired.Namespace, desired.ReleaseName, desired.Spire, desired.Values, desired.Remediation)
 	if err != nil {

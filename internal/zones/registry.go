@@ -362,6 +362,36 @@ func (r *Registry) Forget(key Key) {
 	}
 }
 
+// SecretData reads one key of a Secret in the namespace of the zones'
+// kubeconfig Secrets (a missing Secret or key is an *AccessError with
+// reason SecretNotFound).
+func (r *Registry) SecretData(ctx context.Context, ref spirefedv1alpha1.KubeconfigSecretReference) ([]byte, error) {
+	key := ref.Key
+	if key == "" {
+		key = "value"
+	}
+	secret := &corev1.Secret{}
+	if err := r.opts.SecretReader.Get(ctx, types.NamespacedName{Namespace: r.opts.Namespace, Name: ref.Name}, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &AccessError{Reason: spirefedv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s does not exist", r.opts.Namespace, ref.Name), Err: err}
+		}
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", r.opts.Namespace, ref.Name, err)
+	}
+	data, ok := secret.Data[key]
+	if !ok {
+		return nil, &AccessError{Reason: spirefedv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s has no key %q", r.opts.Namespace, ref.Name, key)}
+	}
+	return data, nil
+}
+
+// Connected says whether the registry holds a client (and runs a probe)
+// for key.
+func (r *Registry) Connected(key Key) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.zones[key.Name] != nil
+}
+
 // resolveAccess returns a key that changes whenever the zone's access
 // changes, and the REST config to reach it.
 func (r *Registry) resolveAccess(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (string, *rest.Config, error) {
