@@ -242,6 +242,46 @@ func federationValues(zone *spirefedv1alpha1.ZoneTrustDomain, endpointURL string
 	}, nil
 }
 
+// nestedWorkloadAgent is the spire-nested chart's alias of the SPIRE agent
+// that serves a nested trust domain's workloads (in the root's cluster and
+// in every child's), the agent a service mesh's proxies ask over SDS.
+const nestedWorkloadAgent = "downstream-spire-agent-full"
+
+// WithMeshValues adds a zone's service-mesh values (the spire chart's
+// "spire-agent" SDS profile, from Lifecycle.MeshValues) to the planned
+// releases whose chart runs a workload agent: a nested trust domain's root
+// and children, under the spire-nested chart's alias of that agent. HA
+// releases get none: their workloads are served by the spire-ha-agent,
+// which has no SDS profile to set. It returns new releases and leaves
+// planned as it was.
+func WithMeshValues(planned []PlannedRelease, meshValues map[string]any) []PlannedRelease {
+	agentValues, ok := meshValues["spire-agent"].(map[string]any)
+	if !ok || len(agentValues) == 0 {
+		return planned
+	}
+	out := make([]PlannedRelease, len(planned))
+	for i, release := range planned {
+		out[i] = release
+		if release.Tag != TagNestedRoot && release.Tag != TagNestedChildFull {
+			continue
+		}
+		out[i].Values = mergeValues(release.Values, map[string]any{nestedWorkloadAgent: copyValues(agentValues)})
+	}
+	return out
+}
+
+// copyValues copies a values tree, so that no two releases share a map.
+func copyValues(values map[string]any) map[string]any {
+	out := make(map[string]any, len(values))
+	for key, value := range values {
+		if nested, ok := value.(map[string]any); ok {
+			value = copyValues(nested)
+		}
+		out[key] = value
+	}
+	return out
+}
+
 // PlannedValues merges the user's spire.values over each planned
 // release's owned values (the same user values go to every release of the
 // zone; keys of parts a release does not enable are ignored by the chart).

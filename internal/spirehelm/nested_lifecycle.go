@@ -48,6 +48,13 @@ func (l *Lifecycle) ReconcileShape(ctx context.Context, zone *spirefedv1alpha1.Z
 		return out, nil
 	}
 	planned, err := PlanReleases(zone, rootKubeconfigs)
+	if err == nil && l.MeshValues != nil {
+		var meshValues map[string]any
+		if meshValues, err = l.MeshValues(ctx, zone); err != nil {
+			return out, fmt.Errorf("computing the service mesh values of zone %s: %w", zone.Name, err)
+		}
+		planned = WithMeshValues(planned, meshValues)
+	}
 	var values []map[string]any
 	if err == nil {
 		values, err = PlannedValues(zone, planned)

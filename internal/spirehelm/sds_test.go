@@ -74,3 +74,49 @@ func TestMeshSDSValuesRender(t *testing.T) {
 		t.Errorf("a user's SDS value against Istio's profile: %v", err)
 	}
 }
+
+// TestNestedMeshSDSValuesRender: in a nested trust domain, the SDS profile
+// a mesh needs reaches the workload agent (downstream-spire-agent-full) of
+// the root's and every child's release as the upstream spire-nested chart
+// renders them; the agent that serves the nested servers
+// (upstream-spire-agent) and HA releases get none.
+func TestNestedMeshSDSValuesRender(t *testing.T) {
+	t.Parallel()
+	istio := meshintegration.HelmSDSValues(spirefedv1alpha1.MeshIstio)
+	nested, err := PlanReleases(nestedZone(nil), rootKubeconfigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMesh := WithMeshValues(nested, istio)
+	if nested[0].Values[nestedWorkloadAgent] != nil {
+		t.Fatal("WithMeshValues changed the releases it was given")
+	}
+	for _, release := range withMesh {
+		rendered := renderNested(t, release, release.Values)
+		downstream := strings.ReplaceAll(manifestHolding(rendered, "downstream-spire-agent-full/templates/configmap.yaml"), `\"`, `"`)
+		if downstream == "" {
+			t.Fatalf("release %s renders no workload agent", release.Key())
+		}
+		for _, want := range []string{`"default_bundle_name": "null"`, `"default_all_bundles_name": "ROOTCA"`} {
+			if !strings.Contains(downstream, want) {
+				t.Errorf("release %s: the workload agent's configuration lacks %s:\n%.3000s", release.Key(), want, downstream)
+			}
+		}
+		upstream := strings.ReplaceAll(manifestHolding(rendered, "upstream-spire-agent/templates/configmap.yaml"), `\"`, `"`)
+		if strings.Contains(upstream, `"default_all_bundles_name": "ROOTCA"`) {
+			t.Errorf("release %s: the nested servers' agent got the mesh's SDS profile", release.Key())
+		}
+	}
+	ha, err := PlanReleases(haZone(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, release := range WithMeshValues(ha, istio) {
+		if !sameValue(release.Values, ha[i].Values) {
+			t.Errorf("HA release %s got mesh values: %v", release.Key(), release.Values)
+		}
+	}
+	if got := WithMeshValues(nested, nil); len(got) != len(nested) || got[0].Values[nestedWorkloadAgent] != nil {
+		t.Error("no mesh values changed the releases")
+	}
+}
