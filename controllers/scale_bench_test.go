@@ -44,8 +44,9 @@ import (
 // process's, which also serves the zones' bundle endpoints. With
 // SPIREFED_BENCH_OPERATOR=process the operator is main.go's binary, a
 // separate process with its default intervals that reconciles only the
-// benchmark's objects: CPU and peak RSS (VmHWM) are its own. Zones fetch
-// at the default 5m hint.
+// benchmark's objects: CPU and peak RSS (VmHWM) are its own. With
+// SPIREFED_BENCH_TOPOLOGY=HubAndSpoke the mesh is a hub (the rotated zone)
+// and spokes instead of a full mesh. Zones fetch at the default 5m hint.
 //
 //	go test ./controllers -run '^$' -bench Scale -benchtime 1x
 func BenchmarkScale(b *testing.B) {
@@ -69,6 +70,16 @@ func BenchmarkScale(b *testing.B) {
 			}
 		})
 	}
+}
+
+// scaleTopology is the mesh's topology: FullMesh, or with
+// SPIREFED_BENCH_TOPOLOGY=HubAndSpoke a hub and spoke mesh whose hub is
+// the first zone (the one rotated: every other zone trusts it).
+func scaleTopology(meshName string) spirefedv1alpha1.Topology {
+	if os.Getenv("SPIREFED_BENCH_TOPOLOGY") == string(spirefedv1alpha1.TopologyHubAndSpoke) {
+		return spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyHubAndSpoke, Hub: meshName + "-0"}
+	}
+	return spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}
 }
 
 // scaleRotations is how many rotations each size measures.
@@ -115,7 +126,7 @@ func benchmarkScale(b *testing.B, size int) {
 		ObjectMeta: metav1.ObjectMeta{Name: meshName, Labels: objectLabels},
 		Spec: spirefedv1alpha1.FederationMeshSpec{
 			Zones:      spirefedv1alpha1.ZoneSelection{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": meshName}}},
-			Topology:   spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
+			Topology:   scaleTopology(meshName),
 			Identities: []spirefedv1alpha1.IdentityTemplate{{Name: "web", SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}"}},
 		},
 	}
@@ -222,7 +233,7 @@ func waitForScaleConvergence(b *testing.B, meshName string, size int, created ti
 				ready = time.Since(created)
 			}
 		}
-		if federated == 0 && completeFederatesWith(b, meshName, size) {
+		if federated == 0 && completeFederatesWith(b, meshName, size, scaleTopology(meshName)) {
 			federated = time.Since(created)
 		}
 	}
@@ -230,8 +241,15 @@ func waitForScaleConvergence(b *testing.B, meshName string, size int, created ti
 }
 
 // completeFederatesWith says whether every zone of the mesh holds its
-// ClusterSPIFFEID federating with all size-1 peers.
-func completeFederatesWith(b *testing.B, meshName string, size int) bool {
+// ClusterSPIFFEID federating with all its peers: size-1 in a full mesh;
+// in a hub and spoke mesh, size-1 for the hub and 1 for a spoke.
+func completeFederatesWith(b *testing.B, meshName string, size int, topology spirefedv1alpha1.Topology) bool {
+	peers := func(zone string) int {
+		if topology.Type == spirefedv1alpha1.TopologyHubAndSpoke && zone != topology.Hub {
+			return 1
+		}
+		return size - 1
+	}
 	complete := 0
 	for _, name := range zoneNames {
 		var ids spirev1alpha1.ClusterSPIFFEIDList
@@ -239,7 +257,7 @@ func completeFederatesWith(b *testing.B, meshName string, size int) bool {
 			b.Fatal(err)
 		}
 		for _, id := range ids.Items {
-			if len(id.Spec.FederatesWith) == size-1 {
+			if len(id.Spec.FederatesWith) == peers(id.Labels[plan.LabelZone]) {
 				complete++
 			}
 		}
