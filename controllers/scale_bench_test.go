@@ -135,15 +135,20 @@ func benchmarkScale(b *testing.B, size int) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { waitForScaleDeletion(b, mesh) })
+	stopProfile := startScaleProfile(b, size, "cold")
 	ready, federated := waitForScaleConvergence(b, meshName, size, created)
+	stopProfile()
 	report(b, size, ready.Seconds(), "cold-ready-s")
 	report(b, size, federated.Seconds(), "cold-federatesWith-s")
 
+	stopProfile = startScaleProfile(b, size, "rotation")
 	latencies := measureRotations(b, members, scaleRotations())
+	stopProfile()
 	report(b, size, float64(percentile(latencies, 50).Milliseconds()), "rotation-p50-ms")
 	report(b, size, float64(percentile(latencies, 95).Milliseconds()), "rotation-p95-ms")
 
-	idle := measureIdle(b, meshName, operator)
+	idle := measureIdle(b, size, meshName, operator)
+	writeScaleHeapProfile(b, size)
 	report(b, size, float64(idle.writes), "idle-writes")
 	report(b, size, float64(idle.statusWrites), "idle-status-writes")
 	report(b, size, idle.meanReconcile.Seconds()*1000, "idle-reconcile-ms")
@@ -397,7 +402,7 @@ type idleFigures struct {
 // operator's writes in zones, the mesh's status writes, the mean time of
 // the mesh reconciles (triggered every 5s by a label change on a member,
 // besides the resync) and the operator's CPU.
-func measureIdle(b *testing.B, meshName string, operator scaleOperator) idleFigures {
+func measureIdle(b *testing.B, size int, meshName string, operator scaleOperator) idleFigures {
 	before := &spirefedv1alpha1.FederationMesh{}
 	if err := env.Management.Client.Get(testCtx, client.ObjectKey{Name: meshName}, before); err != nil {
 		b.Fatal(err)
@@ -405,7 +410,9 @@ func measureIdle(b *testing.B, meshName string, operator scaleOperator) idleFigu
 	// A status write that is still on its way is not idle.
 	time.Sleep(3 * time.Second)
 	quietCPU, quietStarted := operator.cpu(), time.Now()
+	stopProfile := startScaleProfile(b, size, "quiet")
 	time.Sleep(scaleQuietWindow)
+	stopProfile()
 	quietCPUPercent := 100 * (operator.cpu() - quietCPU).Seconds() / time.Since(quietStarted).Seconds()
 	writes := operator.counter(b, "spirefed_zone_writes_total")
 	sum, count := operator.reconcileTime(b, "federationmesh")
