@@ -99,7 +99,7 @@ bench: tools ## Run the benchmarks: planner, propagation, scale (10, 50, 200 zon
 	go test ./controllers -run '^$$' -bench Propagation -benchtime 10x
 	SPIREFED_BENCH_DEFAULT_INTERVALS=1 SPIREFED_BENCH_ZONES=$(BENCH_ZONES) SPIREFED_BENCH_ROTATIONS=$(BENCH_ROTATIONS) SPIREFED_BENCH_OPERATOR=$(BENCH_OPERATOR) \
 		go test ./controllers -run '^$$' -bench Scale -benchtime 1x -timeout 90m
-	go run ./test/lab/bench -rotations 5 -joins 3
+	go run ./test/lab/bench -rotations 10 -joins 3
 
 ##@ Build and run
 
