@@ -27,7 +27,7 @@ func main() {
 	flag.DurationVar(&opts.MeshResyncInterval, "mesh-resync-interval", opts.MeshResyncInterval, "How often each mesh is reconciled to repair drift in the zones.")
 	flag.DurationVar(&opts.FetchTimeout, "bundle-fetch-timeout", opts.FetchTimeout, "Timeout of one bundle endpoint fetch.")
 	flag.DurationVar(&opts.MinFetchInterval, "min-bundle-fetch-interval", opts.MinFetchInterval, "Lower bound on the interval between fetches of one bundle endpoint, whatever its refresh hint.")
-	flag.DurationVar(&opts.SpireRefresh, "spire-refresh-interval", opts.SpireRefresh, "Least time between two requests to a zone's SPIRE server to refresh the same peer's bundle.")
+	flag.DurationVar(&opts.SpireRefresh, "spire-refresh-interval", opts.SpireRefresh, "Least time between two requests to a zone's SPIRE server to refresh the same bundle of a peer (a peer's new bundle is asked for at once).")
 	flag.DurationVar(&opts.HelmTimeout, "helm-timeout", opts.HelmTimeout, "Time limit of one Helm action on a zone, its hooks included.")
 	flag.StringVar(&opts.WatchLabelSelector, "watch-label-selector", opts.WatchLabelSelector, "Reconcile only the ZoneTrustDomains and FederationMeshes whose labels match this selector (e.g. spirefed.io/shard=a, or !spirefed.io/shard for the unsharded rest); empty: all. Each shard elects its own leader.")
 	zapOptions.BindFlags(flag.CommandLine)

@@ -136,6 +136,9 @@ type meshScope struct {
 	// pending counts identities whose federatesWith waits for bundles, and
 	// objects whose removal waits for a later pass.
 	pending int
+	// passCache holds what the mesh integration phase derives once per
+	// pass instead of once per zone (see federationmesh_passcache.go).
+	passCache passCache
 }
 
 // Reconcile runs the phases of one mesh and writes its status once:

@@ -132,15 +132,15 @@ func (r *FederationMeshReconciler) meshIntegrationZone(scope *meshScope, zone *s
 			}
 		}
 	}
-	for _, link := range scope.plan.Links {
+	for _, link := range scope.linksFrom(zone.Name) {
 		peer := scope.members[link.To]
-		if link.From != zone.Name || peer == nil {
+		if peer == nil {
 			continue
 		}
 		out.Peers = append(out.Peers, meshintegration.Peer{
 			Zone:        peer.Name,
 			TrustDomain: peer.Spec.TrustDomain,
-			X509PEM:     peerPEM(peer),
+			X509PEM:     scope.peerPEM(peer),
 			Federated:   slices.Contains(federatesWith, peer.Spec.TrustDomain),
 		})
 	}

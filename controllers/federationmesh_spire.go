@@ -33,7 +33,7 @@ func (r *FederationMeshReconciler) refreshSpire(ctx context.Context, scope *mesh
 		peer := scope.members[link.To]
 		// A peer whose endpoint fails cannot be fetched by SPIRE either.
 		if meshstatus.HoldsCurrent(held, peer) || !meta.IsStatusConditionTrue(peer.Status.Conditions, spirefedv1alpha1.BundleFetchedCondition) ||
-			!r.refreshes.allow(refreshKey{mesh: scope.mesh.Name, from: link.From, peer: peer.Spec.TrustDomain}, r.Clock.Now(), r.SpireRefreshInterval) {
+			!r.refreshes.allow(refreshKey{mesh: scope.mesh.Name, from: link.From, peer: peer.Spec.TrustDomain}, bundleDigest(peer), r.Clock.Now(), r.SpireRefreshInterval) {
 			continue
 		}
 		log := ctrl.LoggerFrom(ctx).WithValues("zone", link.From, "peer", peer.Spec.TrustDomain)
@@ -87,24 +87,45 @@ type refreshKey struct {
 	mesh, from, peer string
 }
 
-// refreshLimiter rate-limits refresh requests per pair.
+// refreshLimiter rate-limits refresh requests per pair and peer bundle:
+// the first request for a bundle the peer had not published before (a
+// rotation) goes at once, whenever the last request for an older bundle
+// was sent; a repeated request for the same bundle (SPIRE could not fetch
+// it yet) waits the interval. It remembers one request per pair.
 type refreshLimiter struct {
 	mu   sync.Mutex
-	last map[refreshKey]time.Time
+	last map[refreshKey]refreshSent
 }
 
-// allow says whether a refresh for key may be sent now, and records it.
-func (l *refreshLimiter) allow(key refreshKey, now time.Time, interval time.Duration) bool {
+// refreshSent is the last refresh request of a pair: for which of the
+// peer's bundles (its digest), and when.
+type refreshSent struct {
+	digest string
+	at     time.Time
+}
+
+// allow says whether a refresh for key may be sent now, the peer's bundle
+// being digest, and records it.
+func (l *refreshLimiter) allow(key refreshKey, digest string, now time.Time, interval time.Duration) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if last, ok := l.last[key]; ok && now.Sub(last) < interval {
+	if last, ok := l.last[key]; ok && last.digest == digest && now.Sub(last.at) < interval {
 		return false
 	}
 	if l.last == nil {
-		l.last = map[refreshKey]time.Time{}
+		l.last = map[refreshKey]refreshSent{}
 	}
-	l.last[key] = now
+	l.last[key] = refreshSent{digest: digest, at: now}
 	return true
+}
+
+// bundleDigest is the digest of the bundle a zone publishes, empty when it
+// has none yet.
+func bundleDigest(zone *spirefedv1alpha1.ZoneTrustDomain) string {
+	if zone.Status.Bundle == nil {
+		return ""
+	}
+	return zone.Status.Bundle.Digest
 }
 
 // forget drops the refresh times of a deleted mesh.

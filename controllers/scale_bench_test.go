@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"runtime/metrics"
 	"slices"
@@ -38,9 +39,14 @@ import (
 // peer's ClusterFederatedTrustDomain carries it (p50, p95 over
 // SPIREFED_BENCH_ROTATIONS rotations, default 10), an idle window (writes,
 // the mesh's mean reconcile time, the process's CPU), the FederationMesh
-// object's size, and memory. The operator runs in the test process (as in
-// every controller test): CPU and RSS are the test process's, which also
-// serves the zones' bundle endpoints. Zones fetch at the default 5m hint.
+// object's size, and memory. By default the operator runs in the test
+// process (as in every controller test): CPU and RSS are the test
+// process's, which also serves the zones' bundle endpoints. With
+// SPIREFED_BENCH_OPERATOR=process the operator is main.go's binary, a
+// separate process with its default intervals that reconciles only the
+// benchmark's objects: CPU and peak RSS (VmHWM) are its own. With
+// SPIREFED_BENCH_TOPOLOGY=HubAndSpoke the mesh is a hub (the rotated zone)
+// and spokes instead of a full mesh. Zones fetch at the default 5m hint.
 //
 //	go test ./controllers -run '^$' -bench Scale -benchtime 1x
 func BenchmarkScale(b *testing.B) {
@@ -66,6 +72,16 @@ func BenchmarkScale(b *testing.B) {
 	}
 }
 
+// scaleTopology is the mesh's topology: FullMesh, or with
+// SPIREFED_BENCH_TOPOLOGY=HubAndSpoke a hub and spoke mesh whose hub is
+// the first zone (the one rotated: every other zone trusts it).
+func scaleTopology(meshName string) spirefedv1alpha1.Topology {
+	if os.Getenv("SPIREFED_BENCH_TOPOLOGY") == string(spirefedv1alpha1.TopologyHubAndSpoke) {
+		return spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyHubAndSpoke, Hub: meshName + "-0"}
+	}
+	return spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}
+}
+
 // scaleRotations is how many rotations each size measures.
 func scaleRotations() int {
 	if rotations, err := strconv.Atoi(os.Getenv("SPIREFED_BENCH_ROTATIONS")); err == nil && rotations > 0 {
@@ -74,8 +90,16 @@ func scaleRotations() int {
 	return 10
 }
 
-// scaleIdleWindow is how long the mesh is watched while nothing changes.
-const scaleIdleWindow = 30 * time.Second
+// scaleQuietWindow is how long the operator's CPU is measured while
+// nothing changes at all: one mesh resync interval of the operator's
+// defaults (a minute), so that the window holds the passes an idle mesh
+// gets. scaleIdleWindow is how long the mesh is then watched while
+// something that changes nothing (a label no selector uses) reconciles it
+// every 5 s.
+const (
+	scaleQuietWindow = time.Minute
+	scaleIdleWindow  = 30 * time.Second
+)
 
 // report records a figure as a benchmark metric and prints it at once
 // (the benchmark line comes only after the mesh's deletion, which takes
@@ -89,14 +113,20 @@ func benchmarkScale(b *testing.B, size int) {
 	b.StopTimer()
 	memory := startMemorySampler()
 	defer memory.stop()
+	var operator scaleOperator = inProcessOperator{}
+	objectLabels := map[string]string{}
+	if benchSeparateOperator() {
+		operator = startOperatorProcess(b)
+		objectLabels[benchOperatorLabel] = "process"
+	}
 	meshName := fmt.Sprintf("scale-%d", size)
-	members := createScaleZones(b, meshName, size)
+	members := createScaleZones(b, meshName, size, objectLabels)
 
 	mesh := &spirefedv1alpha1.FederationMesh{
-		ObjectMeta: metav1.ObjectMeta{Name: meshName},
+		ObjectMeta: metav1.ObjectMeta{Name: meshName, Labels: objectLabels},
 		Spec: spirefedv1alpha1.FederationMeshSpec{
 			Zones:      spirefedv1alpha1.ZoneSelection{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": meshName}}},
-			Topology:   spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh},
+			Topology:   scaleTopology(meshName),
 			Identities: []spirefedv1alpha1.IdentityTemplate{{Name: "web", SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}"}},
 		},
 	}
@@ -105,19 +135,25 @@ func benchmarkScale(b *testing.B, size int) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { waitForScaleDeletion(b, mesh) })
+	stopProfile := startScaleProfile(b, size, "cold")
 	ready, federated := waitForScaleConvergence(b, meshName, size, created)
+	stopProfile()
 	report(b, size, ready.Seconds(), "cold-ready-s")
 	report(b, size, federated.Seconds(), "cold-federatesWith-s")
 
+	stopProfile = startScaleProfile(b, size, "rotation")
 	latencies := measureRotations(b, members, scaleRotations())
+	stopProfile()
 	report(b, size, float64(percentile(latencies, 50).Milliseconds()), "rotation-p50-ms")
 	report(b, size, float64(percentile(latencies, 95).Milliseconds()), "rotation-p95-ms")
 
-	idle := measureIdle(b, meshName)
+	idle := measureIdle(b, size, meshName, operator)
+	writeScaleHeapProfile(b, size)
 	report(b, size, float64(idle.writes), "idle-writes")
 	report(b, size, float64(idle.statusWrites), "idle-status-writes")
 	report(b, size, idle.meanReconcile.Seconds()*1000, "idle-reconcile-ms")
-	report(b, size, idle.cpuPercent, "idle-cpu-%")
+	report(b, size, idle.quietCPUPercent, "idle-cpu-%")
+	report(b, size, idle.cpuPercent, "touched-cpu-%")
 
 	current := &spirefedv1alpha1.FederationMesh{}
 	if err := env.Management.Client.Get(testCtx, client.ObjectKey{Name: meshName}, current); err != nil {
@@ -128,8 +164,10 @@ func benchmarkScale(b *testing.B, size int) {
 		b.Fatal(err)
 	}
 	report(b, size, float64(len(document))/1024, "mesh-KiB")
-	report(b, size, float64(memory.stop())/(1<<20), "heap-peak-MiB")
-	report(b, size, float64(maxRSS())/(1<<20), "process-rss-peak-MiB")
+	if _, separate := operator.(*operatorProcess); !separate {
+		report(b, size, float64(memory.stop())/(1<<20), "heap-peak-MiB")
+	}
+	report(b, size, float64(operator.peakRSS())/(1<<20), operator.kind()+"-rss-peak-MiB")
 }
 
 // scaleZone is one zone of the scale benchmark.
@@ -141,7 +179,7 @@ type scaleZone struct {
 
 // createScaleZones creates size zones spread over the suite's zone
 // clusters, labelled for the mesh, and waits until all are Ready.
-func createScaleZones(b *testing.B, meshName string, size int) []*scaleZone {
+func createScaleZones(b *testing.B, meshName string, size int, extraLabels map[string]string) []*scaleZone {
 	members := make([]*scaleZone, size)
 	for i := range members {
 		name := fmt.Sprintf("%s-%d", meshName, i)
@@ -151,6 +189,7 @@ func createScaleZones(b *testing.B, meshName string, size int) []*scaleZone {
 		writeBundleConfigMapIn(b, zone.cluster, namespace, string(testenv.PEM(zone.endpoint.CA.Cert)))
 		object := newZoneAt(name, zone.endpoint.TrustDomain.Name(), testenv.KubeconfigSecretName(cluster), zone.endpoint.Server.URL)
 		object.Labels = map[string]string{"bench": meshName}
+		maps.Copy(object.Labels, extraLabels)
 		object.Spec.Spire.Namespace = namespace
 		object.Spec.Spire.ClassName = namespace + "-spire"
 		object.Spec.BundleEndpoint.RefreshHint = &metav1.Duration{Duration: 5 * time.Minute}
@@ -199,7 +238,7 @@ func waitForScaleConvergence(b *testing.B, meshName string, size int, created ti
 				ready = time.Since(created)
 			}
 		}
-		if federated == 0 && completeFederatesWith(b, meshName, size) {
+		if federated == 0 && completeFederatesWith(b, meshName, size, scaleTopology(meshName)) {
 			federated = time.Since(created)
 		}
 	}
@@ -207,8 +246,15 @@ func waitForScaleConvergence(b *testing.B, meshName string, size int, created ti
 }
 
 // completeFederatesWith says whether every zone of the mesh holds its
-// ClusterSPIFFEID federating with all size-1 peers.
-func completeFederatesWith(b *testing.B, meshName string, size int) bool {
+// ClusterSPIFFEID federating with all its peers: size-1 in a full mesh;
+// in a hub and spoke mesh, size-1 for the hub and 1 for a spoke.
+func completeFederatesWith(b *testing.B, meshName string, size int, topology spirefedv1alpha1.Topology) bool {
+	peers := func(zone string) int {
+		if topology.Type == spirefedv1alpha1.TopologyHubAndSpoke && zone != topology.Hub {
+			return 1
+		}
+		return size - 1
+	}
 	complete := 0
 	for _, name := range zoneNames {
 		var ids spirev1alpha1.ClusterSPIFFEIDList
@@ -216,7 +262,7 @@ func completeFederatesWith(b *testing.B, meshName string, size int) bool {
 			b.Fatal(err)
 		}
 		for _, id := range ids.Items {
-			if len(id.Spec.FederatesWith) == size-1 {
+			if len(id.Spec.FederatesWith) == peers(id.Labels[plan.LabelZone]) {
 				complete++
 			}
 		}
@@ -346,23 +392,31 @@ func watchPeerSequences(b *testing.B, rotated *scaleZone) *sequenceWatcher {
 type idleFigures struct {
 	writes, statusWrites int64
 	meanReconcile        time.Duration
-	cpuPercent           float64
+	// quietCPUPercent is the CPU while nothing changes; cpuPercent while
+	// a member's unused label changes every 5 s.
+	quietCPUPercent, cpuPercent float64
 }
 
-// measureIdle watches a converged mesh for scaleIdleWindow: the operator's
-// writes in zones, the mesh's status writes, the mean time of the mesh
-// reconciles (triggered every 5s by a label change on a member, besides
-// the resync) and the process's CPU.
-func measureIdle(b *testing.B, meshName string) idleFigures {
+// measureIdle watches a converged mesh, first for scaleQuietWindow while
+// nothing changes (the operator's CPU), then for scaleIdleWindow: the
+// operator's writes in zones, the mesh's status writes, the mean time of
+// the mesh reconciles (triggered every 5s by a label change on a member,
+// besides the resync) and the operator's CPU.
+func measureIdle(b *testing.B, size int, meshName string, operator scaleOperator) idleFigures {
 	before := &spirefedv1alpha1.FederationMesh{}
 	if err := env.Management.Client.Get(testCtx, client.ObjectKey{Name: meshName}, before); err != nil {
 		b.Fatal(err)
 	}
 	// A status write that is still on its way is not idle.
 	time.Sleep(3 * time.Second)
-	writes := zoneWrites(b)
-	sum, count := reconcileTime(b, "federationmesh")
-	cpu := processCPU()
+	quietCPU, quietStarted := operator.cpu(), time.Now()
+	stopProfile := startScaleProfile(b, size, "quiet")
+	time.Sleep(scaleQuietWindow)
+	stopProfile()
+	quietCPUPercent := 100 * (operator.cpu() - quietCPU).Seconds() / time.Since(quietStarted).Seconds()
+	writes := operator.counter(b, "spirefed_zone_writes_total")
+	sum, count := operator.reconcileTime(b, "federationmesh")
+	cpu := operator.cpu()
 	rv := meshResourceVersion(b, meshName)
 	started := time.Now()
 	statusWrites := int64(0)
@@ -381,11 +435,12 @@ func measureIdle(b *testing.B, meshName string) idleFigures {
 		}
 	}
 	elapsed := time.Since(started)
-	sumAfter, countAfter := reconcileTime(b, "federationmesh")
+	sumAfter, countAfter := operator.reconcileTime(b, "federationmesh")
 	figures := idleFigures{
-		writes:       zoneWrites(b) - writes,
-		statusWrites: statusWrites,
-		cpuPercent:   100 * (processCPU() - cpu).Seconds() / elapsed.Seconds(),
+		writes:          operator.counter(b, "spirefed_zone_writes_total") - writes,
+		statusWrites:    statusWrites,
+		quietCPUPercent: quietCPUPercent,
+		cpuPercent:      100 * (operator.cpu() - cpu).Seconds() / elapsed.Seconds(),
 	}
 	if countAfter > count {
 		figures.meanReconcile = time.Duration((sumAfter - sum) / float64(countAfter-count) * float64(time.Second))

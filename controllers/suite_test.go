@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -114,13 +115,23 @@ var suiteIntervals = func() (intervals struct{ probe, zoneResync, meshResync tim
 // startOperator runs the reconcilers as main.go wires them, with short
 // intervals so that tests see changes within seconds.
 func startOperator(ctx context.Context) (<-chan struct{}, error) {
+	byObject := map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Namespaces: map[string]cache.Config{testenv.OperatorNamespace: {}}},
+	}
+	if selector := benchOperatorSelector(); selector != "" {
+		// The scale benchmark's objects belong to a separate operator.
+		parsed, err := labels.Parse(selector)
+		if err != nil {
+			return nil, err
+		}
+		byObject[&spirefedv1alpha1.ZoneTrustDomain{}] = cache.ByObject{Label: parsed}
+		byObject[&spirefedv1alpha1.FederationMesh{}] = cache.ByObject{Label: parsed}
+	}
 	mgr, err := ctrl.NewManager(env.Management.Config, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Namespaces: map[string]cache.Config{testenv.OperatorNamespace: {}}},
-		}},
+		Cache:                  cache.Options{ByObject: byObject},
 	})
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	uberzap "go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,16 +40,21 @@ func main() {
 	joins := flag.Int("joins", 3, "zones joined one after the other")
 	hint := flag.Duration("hint", time.Minute, "refresh hint of the bundle endpoints (SPIRE polls every hint/4, hint at least 1m)")
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
+	rotationTimelines := &timelines{}
+	// The operator writes only errors; its steps of a rotation are read
+	// from its log by a core beside it.
+	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel), zap.RawZapOpts(uberzap.WrapCore(func(core zapcore.Core) zapcore.Core {
+		return zapcore.NewTee(core, operatorLog{timelines: rotationTimelines, rotating: "stockmarket"})
+	}))))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *rotations, *joins, *hint); err != nil {
+	if err := run(ctx, *rotations, *joins, *hint, rotationTimelines); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, rotations, joins int, hint time.Duration) (err error) {
+func run(ctx context.Context, rotations, joins int, hint time.Duration, rotationTimelines *timelines) (err error) {
 	step := func(format string, args ...any) { fmt.Printf("bench: "+format+"\n", args...) }
 	running, err := lab.Start(ctx, lab.Options{RefreshHint: hint}, step)
 	if err != nil {
@@ -69,12 +75,24 @@ func run(ctx context.Context, rotations, joins int, hint time.Duration) (err err
 		return err
 	}
 	stockmarket := running.Servers["stockmarket"]
+	watchCtx, stopWatches := context.WithCancel(ctx)
+	watched := make(chan error, 1)
+	go func() {
+		watched <- watchRotation(watchCtx, rotationTimelines, running.Env.Scheme, running.Env.Management.Config,
+			running.Env.Zones["stockmarket"].Config, running.Env.Zones["broker"].Config,
+			"stockmarket", stockmarket.TrustDomain, "spire-server", "spire-bundle")
+	}()
+	defer func() {
+		stopWatches()
+		err = errors.Join(err, <-watched)
+	}()
 
 	step("rotations with the operator pushing (broker has spire.serverAccess)")
-	pushed, err := measureRotations(ctx, rotations, stockmarket, broker)
+	pushed, err := measureRotations(ctx, rotations, stockmarket, broker, rotationTimelines)
 	if err != nil {
 		return err
 	}
+	pushedTimelines := rotationTimelines.take()
 	step("rotations with SPIRE's own refresh alone (spire.serverAccess removed from broker)")
 	zone := &spirefedv1alpha1.ZoneTrustDomain{}
 	if err := management.Get(ctx, types.NamespacedName{Name: "broker"}, zone); err != nil {
@@ -86,10 +104,11 @@ func run(ctx context.Context, rotations, joins int, hint time.Duration) (err err
 		return err
 	}
 	time.Sleep(5 * time.Second) // the mesh reconciles without broker's SPIRE
-	alone, err := measureRotations(ctx, rotations, stockmarket, broker)
+	alone, err := measureRotations(ctx, rotations, stockmarket, broker, rotationTimelines)
 	if err != nil {
 		return err
 	}
+	aloneTimelines := rotationTimelines.take()
 
 	step("zones joining the running mesh (spire.serverAccess restored on broker)")
 	if err := management.Get(ctx, types.NamespacedName{Name: "broker"}, patched); err != nil {
@@ -114,20 +133,26 @@ func run(ctx context.Context, rotations, joins int, hint time.Duration) (err err
 	fmt.Printf("  operator pushing:   median %s, max %s\n", median(pushed), slices.Max(pushed).Round(10*time.Millisecond))
 	fmt.Printf("  SPIRE's own refresh: median %s, max %s\n", median(alone), slices.Max(alone).Round(10*time.Millisecond))
 	fmt.Printf("  ratio (SPIRE alone / operator), medians: %.1fx\n", float64(median(alone))/float64(median(pushed)))
-	fmt.Printf("join of a new zone (until every pair is Converged in SPIRE), %d joins: median %s, max %s\n",
-		joins, median(joined), slices.Max(joined).Round(10*time.Millisecond))
+	fmt.Printf("  p95 (nearest rank): operator pushing %s, SPIRE's own refresh %s\n", percentile(pushed, 95), percentile(alone, 95))
+	if joins > 0 {
+		fmt.Printf("join of a new zone (until every pair is Converged in SPIRE), %d joins: median %s, max %s\n",
+			joins, median(joined), slices.Max(joined).Round(10*time.Millisecond))
+	}
+	printTimelines("operator pushing, hint "+hint.String(), pushedTimelines)
+	printTimelines("SPIRE's own refresh, hint "+hint.String(), aloneTimelines)
 	return nil
 }
 
 // measureRotations prepares a new X.509 authority in the rotating zone and
 // times until the peer's SPIRE server holds it, then activates it.
-func measureRotations(ctx context.Context, count int, rotating *testenv.SpireServer, peer spireaccess.Server) ([]time.Duration, error) {
+func measureRotations(ctx context.Context, count int, rotating *testenv.SpireServer, peer spireaccess.Server, rotationTimelines *timelines) ([]time.Duration, error) {
 	var latencies []time.Duration
 	for i := range count {
-		started := time.Now()
+		started := rotationTimelines.begin().start
 		if _, err := rotating.CLI(ctx, "localauthority", "x509", "prepare"); err != nil {
 			return nil, err
 		}
+		rotationTimelines.mark(stepPrepared, time.Now())
 		want, err := rotating.OwnX509Fingerprints(ctx)
 		if err != nil {
 			return nil, err
@@ -143,9 +168,11 @@ func measureRotations(ctx context.Context, count int, rotating *testenv.SpireSer
 			if time.Since(started) > 5*time.Minute {
 				return nil, fmt.Errorf("rotation %d did not reach the peer in 5 minutes", i+1)
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 		latency := time.Since(started)
+		rotationTimelines.mark(stepHeld, time.Now())
+		rotationTimelines.end()
 		fmt.Printf("bench: rotation %d: %s\n", i+1, latency.Round(10*time.Millisecond))
 		latencies = append(latencies, latency)
 		if err := activatePrepared(ctx, rotating); err != nil {
@@ -246,6 +273,14 @@ func waitFor(ctx context.Context, done func() (bool, error)) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// percentile is the nearest-rank percentile p of values.
+func percentile(values []time.Duration, p int) time.Duration {
+	sorted := slices.Clone(values)
+	slices.Sort(sorted)
+	rank := (p*len(sorted) + 99) / 100
+	return sorted[max(rank, 1)-1].Round(10 * time.Millisecond)
 }
 
 func median(values []time.Duration) time.Duration {
