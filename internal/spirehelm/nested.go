@@ -4,8 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"strconv"
 	"strings"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
@@ -216,20 +214,11 @@ func globalValues(trustDomain, clusterName, upstreamAddress string) map[string]a
 // federationValues enable a server's bundle endpoint on the port of
 // endpointURL, with the zone's refresh hint and profile.
 func federationValues(zone *spirefedv1alpha1.ZoneTrustDomain, endpointURL string) (map[string]any, error) {
-	port := defaultBundlePort
-	endpoint, err := url.Parse(endpointURL)
+	port, err := bundleEndpointPort(endpointURL)
 	if err != nil {
-		return nil, &ValuesError{Message: fmt.Sprintf("bundle endpoint URL %q: %v", endpointURL, err)}
+		return nil, err
 	}
-	if explicit := endpoint.Port(); explicit != "" {
-		if port, err = strconv.Atoi(explicit); err != nil {
-			return nil, &ValuesError{Message: fmt.Sprintf("bundle endpoint URL %q port: %v", endpointURL, err)}
-		}
-	}
-	refreshHint := "5m"
-	if hint := zone.Spec.BundleEndpoint.RefreshHint; hint != nil && hint.Duration > 0 {
-		refreshHint = hint.Duration.String()
-	}
+	refreshHint := refreshHintValue(zone)
 	return map[string]any{
 		"enabled": true,
 		"bundleEndpoint": map[string]any{

@@ -31,26 +31,44 @@ type ValuesError struct{ Message string }
 
 func (e *ValuesError) Error() string { return e.Message }
 
+// bundleEndpointPort is the port a bundle endpoint URL names, or the
+// chart's default; a URL that does not parse is a *ValuesError.
+func bundleEndpointPort(endpointURL string) (int, error) {
+	endpoint, err := url.Parse(endpointURL)
+	if err != nil {
+		return 0, &ValuesError{Message: fmt.Sprintf("bundle endpoint URL %q: %v", endpointURL, err)}
+	}
+	explicit := endpoint.Port()
+	if explicit == "" {
+		return defaultBundlePort, nil
+	}
+	port, err := strconv.Atoi(explicit)
+	if err != nil {
+		return 0, &ValuesError{Message: fmt.Sprintf("bundle endpoint URL %q port: %v", endpointURL, err)}
+	}
+	return port, nil
+}
+
+// refreshHintValue is the refresh hint the zone's bundle endpoint serves:
+// spec.bundleEndpoint.refreshHint, else SPIRE's default of 5m.
+func refreshHintValue(zone *spirefedv1alpha1.ZoneTrustDomain) string {
+	if hint := zone.Spec.BundleEndpoint.RefreshHint; hint != nil && hint.Duration > 0 {
+		return hint.Duration.String()
+	}
+	return "5m"
+}
+
 // OwnedValues computes the spire chart values the operator owns for a zone:
 // trust domain, cluster name, federation with the bundle endpoint's port,
 // refresh hint and profile, the controller manager (its className is the
 // chart's <namespace>-<release>) and the bundle ConfigMap the operator reads
 // for bootstrap.
 func OwnedValues(zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error) {
-	port := defaultBundlePort
-	endpoint, err := url.Parse(zone.Spec.BundleEndpoint.URL)
+	port, err := bundleEndpointPort(zone.Spec.BundleEndpoint.URL)
 	if err != nil {
-		return nil, &ValuesError{Message: fmt.Sprintf("bundleEndpoint.url: %v", err)}
+		return nil, err
 	}
-	if explicit := endpoint.Port(); explicit != "" {
-		if port, err = strconv.Atoi(explicit); err != nil {
-			return nil, &ValuesError{Message: fmt.Sprintf("bundleEndpoint.url port %q: %v", explicit, err)}
-		}
-	}
-	refreshHint := "5m"
-	if hint := zone.Spec.BundleEndpoint.RefreshHint; hint != nil && hint.Duration > 0 {
-		refreshHint = hint.Duration.String()
-	}
+	refreshHint := refreshHintValue(zone)
 	bootstrap := zone.BootstrapConfigMap()
 	return map[string]any{
 		"global": map[string]any{
