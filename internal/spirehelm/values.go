@@ -64,11 +64,10 @@ func refreshHintValue(zone *spirefedv1alpha1.ZoneTrustDomain) string {
 // chart's <namespace>-<release>) and the bundle ConfigMap the operator reads
 // for bootstrap.
 func OwnedValues(zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error) {
-	port, err := bundleEndpointPort(zone.Spec.BundleEndpoint.URL)
+	federation, err := federationValues(zone, zone.Spec.BundleEndpoint.URL)
 	if err != nil {
 		return nil, err
 	}
-	refreshHint := refreshHintValue(zone)
 	bootstrap := zone.BootstrapConfigMap()
 	return map[string]any{
 		"global": map[string]any{
@@ -92,16 +91,7 @@ func OwnedValues(zone *spirefedv1alpha1.ZoneTrustDomain) (map[string]any, error)
 					"namespace": bootstrap.Namespace,
 				},
 			},
-			"federation": map[string]any{
-				"enabled": true,
-				"bundleEndpoint": map[string]any{
-					"port":        int64(port),
-					"refreshHint": refreshHint,
-				},
-				"tls": map[string]any{
-					"spire": map[string]any{"enabled": zone.Spec.BundleEndpoint.Profile != spirefedv1alpha1.ProfileHTTPSWeb},
-				},
-			},
+			"federation": federation,
 			"controllerManager": map[string]any{
 				"enabled":   true,
 				"className": zone.SpireClassName(),

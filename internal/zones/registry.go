@@ -366,6 +366,14 @@ func (r *Registry) Forget(key Key) {
 // kubeconfig Secrets (a missing Secret or key is an *AccessError with
 // reason SecretNotFound).
 func (r *Registry) SecretData(ctx context.Context, ref spirefedv1alpha1.KubeconfigSecretReference) ([]byte, error) {
+	_, _, data, err := r.secretKey(ctx, ref)
+	return data, err
+}
+
+// secretKey reads the Secret ref names, in the namespace of the zones'
+// kubeconfig Secrets, and the value of its key (default "value"); a
+// missing Secret or key is an *AccessError with reason SecretNotFound.
+func (r *Registry) secretKey(ctx context.Context, ref spirefedv1alpha1.KubeconfigSecretReference) (*corev1.Secret, string, []byte, error) {
 	key := ref.Key
 	if key == "" {
 		key = "value"
@@ -373,15 +381,15 @@ func (r *Registry) SecretData(ctx context.Context, ref spirefedv1alpha1.Kubeconf
 	secret := &corev1.Secret{}
 	if err := r.opts.SecretReader.Get(ctx, types.NamespacedName{Namespace: r.opts.Namespace, Name: ref.Name}, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &AccessError{Reason: spirefedv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s does not exist", r.opts.Namespace, ref.Name), Err: err}
+			return nil, key, nil, &AccessError{Reason: spirefedv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s does not exist", r.opts.Namespace, ref.Name), Err: err}
 		}
-		return nil, fmt.Errorf("reading Secret %s/%s: %w", r.opts.Namespace, ref.Name, err)
+		return nil, key, nil, fmt.Errorf("reading Secret %s/%s: %w", r.opts.Namespace, ref.Name, err)
 	}
 	data, ok := secret.Data[key]
 	if !ok {
-		return nil, &AccessError{Reason: spirefedv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s has no key %q", r.opts.Namespace, ref.Name, key)}
+		return nil, key, nil, &AccessError{Reason: spirefedv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s has no key %q", r.opts.Namespace, ref.Name, key)}
 	}
-	return data, nil
+	return secret, key, data, nil
 }
 
 // Connected says whether the registry holds a client (and runs a probe)
@@ -405,20 +413,9 @@ func (r *Registry) resolveAccess(ctx context.Context, zone *spirefedv1alpha1.Zon
 	if ref == nil {
 		return "", nil, &AccessError{Reason: spirefedv1alpha1.ReasonKubeconfigInvalid, Message: "spec.cluster names neither a kubeconfig Secret nor the local cluster"}
 	}
-	key := ref.Key
-	if key == "" {
-		key = "value"
-	}
-	secret := &corev1.Secret{}
-	if err := r.opts.SecretReader.Get(ctx, types.NamespacedName{Namespace: r.opts.Namespace, Name: ref.Name}, secret); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", nil, &AccessError{Reason: spirefedv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s does not exist", r.opts.Namespace, ref.Name), Err: err}
-		}
-		return "", nil, fmt.Errorf("reading kubeconfig Secret %s/%s: %w", r.opts.Namespace, ref.Name, err)
-	}
-	data, ok := secret.Data[key]
-	if !ok {
-		return "", nil, &AccessError{Reason: spirefedv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s has no key %q", r.opts.Namespace, ref.Name, key)}
+	secret, key, data, err := r.secretKey(ctx, *ref)
+	if err != nil {
+		return "", nil, err
 	}
 	config, err := restConfigFromKubeconfig(data)
 	if err != nil {
