@@ -20,7 +20,6 @@ import (
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/meshintegration"
 	"github.com/spirefed/spire-federation-operator/internal/metrics"
-	"github.com/spirefed/spire-federation-operator/internal/plan"
 )
 
 // The mesh integration phase: after the federation objects are applied,
@@ -60,6 +59,10 @@ func (r *FederationMeshReconciler) reconcileMeshIntegration(ctx context.Context,
 func (r *FederationMeshReconciler) reconcileZoneMeshIntegration(ctx context.Context, scope *meshScope, zone *spirefedv1alpha1.ZoneTrustDomain,
 	previous *spirefedv1alpha1.ZoneMeshIntegration, sdsConflicts []string) *spirefedv1alpha1.ZoneMeshIntegration {
 	integration := scope.mesh.Spec.MeshIntegration
+	if integration == nil && previous == nil {
+		// No integration, and nothing written in the zone to remove.
+		return nil
+	}
 	connected := scope.connected[zone.Name]
 	if connected == nil || !slices.Contains(scope.mesh.Status.AppliedZones, zone.Name) {
 		// Nothing is written or removed: what was written is remembered.
@@ -76,7 +79,7 @@ func (r *FederationMeshReconciler) reconcileZoneMeshIntegration(ctx context.Cont
 		}
 		return &report
 	}
-	input := r.meshIntegrationZone(scope, zone, sdsConflicts)
+	input := meshintegration.ZoneOf(scope.mesh.Name, zone, scope.plan.Zones[zone.Name], scope.linksFrom(zone.Name), scope.members, scope.peerPEM, sdsConflicts)
 	var written []string
 	if previous != nil {
 		written = previous.Objects
@@ -111,53 +114,6 @@ func keepMeshIntegrationStatus(mesh *spirefedv1alpha1.FederationMesh, previous [
 			}
 		}
 	}
-}
-
-// meshIntegrationZone describes a member for the integration: its trusted
-// peers from the plan, with their current authorities, and whether its
-// SPIRE holds their bundles (the mesh workloads' federatesWith).
-func (r *FederationMeshReconciler) meshIntegrationZone(scope *meshScope, zone *spirefedv1alpha1.ZoneTrustDomain, sdsConflicts []string) meshintegration.Zone {
-	out := meshintegration.Zone{
-		Name:         zone.Name,
-		TrustDomain:  zone.Spec.TrustDomain,
-		SpireHelm:    zone.Spec.Spire.Install == spirefedv1alpha1.SpireInstallHelm,
-		SDSConflicts: sdsConflicts,
-	}
-	var federatesWith []string
-	if zonePlan := scope.plan.Zones[zone.Name]; zonePlan != nil {
-		name := plan.SPIFFEIDName(scope.mesh.Name, zone.Name, meshintegration.IdentityName)
-		for _, identity := range zonePlan.SPIFFEIDs {
-			if identity.Name == name {
-				federatesWith = identity.Spec.FederatesWith
-			}
-		}
-	}
-	for _, link := range scope.linksFrom(zone.Name) {
-		peer := scope.members[link.To]
-		if peer == nil {
-			continue
-		}
-		out.Peers = append(out.Peers, meshintegration.Peer{
-			Zone:        peer.Name,
-			TrustDomain: peer.Spec.TrustDomain,
-			X509PEM:     scope.peerPEM(peer),
-			Federated:   slices.Contains(federatesWith, peer.Spec.TrustDomain),
-		})
-	}
-	return out
-}
-
-// peerPEM is the zone's current X.509 authorities as PEM, from its
-// validated bundle; empty while unknown.
-func peerPEM(zone *spirefedv1alpha1.ZoneTrustDomain) string {
-	if zone.Status.Bundle == nil {
-		return ""
-	}
-	pem, err := meshintegration.AuthoritiesPEM(zone.Spec.TrustDomain, zone.Status.Bundle.SPIFFEBundle)
-	if err != nil {
-		return ""
-	}
-	return pem
 }
 
 // sdsConflicts lists, per member zone, the other meshes whose integration

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/meshintegration"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
 )
 
@@ -17,14 +18,14 @@ type passCache struct {
 	linksFrom map[string][]plan.Link
 }
 
-// peerPEM is peerPEM(zone), computed once per pass.
+// peerPEM is meshintegration.CurrentPEM(zone), computed once per pass.
 func (s *meshScope) peerPEM(zone *spirefedv1alpha1.ZoneTrustDomain) string {
 	if s.passCache.peerPEMs == nil {
 		s.passCache.peerPEMs = map[string]string{}
 	}
 	pem, known := s.passCache.peerPEMs[zone.Name]
 	if !known {
-		pem = peerPEM(zone)
+		pem = meshintegration.CurrentPEM(zone)
 		s.passCache.peerPEMs[zone.Name] = pem
 	}
 	return pem

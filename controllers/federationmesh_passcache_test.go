@@ -12,6 +12,7 @@ import (
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	meshstatus "github.com/spirefed/spire-federation-operator/internal/mesh"
+	"github.com/spirefed/spire-federation-operator/internal/meshintegration"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
 	"github.com/spirefed/spire-federation-operator/internal/testenv"
 )
@@ -44,7 +45,7 @@ func TestMeshPassCache(t *testing.T) {
 	}
 
 	pem := scope.peerPEM(b)
-	if pem == "" || pem != peerPEM(b) || !strings.Contains(pem, "BEGIN CERTIFICATE") {
+	if pem == "" || pem != meshintegration.CurrentPEM(b) || !strings.Contains(pem, "BEGIN CERTIFICATE") {
 		t.Fatalf("peerPEM(b) = %q, want the PEM of its authority", pem)
 	}
 	// Within a pass the members do not change: the first answer stays.

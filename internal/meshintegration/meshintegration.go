@@ -110,6 +110,57 @@ type Zone struct {
 	SDSConflicts []string
 }
 
+// ZoneOf describes a member zone for the integration: its trusted peers
+// (links, the plan's links from the zone, in the plan's order; peers not
+// in members are left out), with their current authorities (peerPEM,
+// empty while unknown), and whether its SPIRE holds their bundles: the
+// federatesWith of the mesh workloads' ClusterSPIFFEID in zonePlan
+// (nil: none planned yet). It has no side effects.
+func ZoneOf(meshName string, zone *spirefedv1alpha1.ZoneTrustDomain, zonePlan *plan.ZonePlan, links []plan.Link,
+	members map[string]*spirefedv1alpha1.ZoneTrustDomain, peerPEM func(*spirefedv1alpha1.ZoneTrustDomain) string, sdsConflicts []string) Zone {
+	out := Zone{
+		Name:         zone.Name,
+		TrustDomain:  zone.Spec.TrustDomain,
+		SpireHelm:    zone.Spec.Spire.Install == spirefedv1alpha1.SpireInstallHelm,
+		SDSConflicts: sdsConflicts,
+	}
+	var federatesWith []string
+	if zonePlan != nil {
+		name := plan.SPIFFEIDName(meshName, zone.Name, IdentityName)
+		for _, identity := range zonePlan.SPIFFEIDs {
+			if identity.Name == name {
+				federatesWith = identity.Spec.FederatesWith
+			}
+		}
+	}
+	for _, link := range links {
+		peer := members[link.To]
+		if peer == nil {
+			continue
+		}
+		out.Peers = append(out.Peers, Peer{
+			Zone:        peer.Name,
+			TrustDomain: peer.Spec.TrustDomain,
+			X509PEM:     peerPEM(peer),
+			Federated:   slices.Contains(federatesWith, peer.Spec.TrustDomain),
+		})
+	}
+	return out
+}
+
+// CurrentPEM is the zone's current X.509 authorities as PEM, from its
+// validated bundle in status; empty while unknown.
+func CurrentPEM(zone *spirefedv1alpha1.ZoneTrustDomain) string {
+	if zone.Status.Bundle == nil {
+		return ""
+	}
+	pem, err := AuthoritiesPEM(zone.Spec.TrustDomain, zone.Status.Bundle.SPIFFEBundle)
+	if err != nil {
+		return ""
+	}
+	return pem
+}
+
 // PeerTrustDomains are the sorted trust domains of the peers whose bundle
 // the operator knows.
 func (z Zone) PeerTrustDomains() []string {
