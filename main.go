@@ -19,6 +19,7 @@ func main() {
 	flag.BoolVar(&opts.MetricsSecure, "metrics-secure", opts.MetricsSecure, "Serve metrics over HTTPS, only to clients whose token the API server authenticates and authorizes for GET /metrics; false serves plain HTTP to anyone.")
 	flag.StringVar(&opts.MetricsCertDir, "metrics-cert-path", opts.MetricsCertDir, "Folder holding the metrics endpoint's tls.crt and tls.key (reloaded when they change); empty uses a self-signed certificate.")
 	flag.BoolVar(&opts.EnableHTTP2, "enable-http2", opts.EnableHTTP2, "Allow HTTP/2 on the metrics endpoint (off: HTTP/2 Rapid Reset and Stream Cancellation).")
+	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", opts.PprofAddr, "Address Go's profiles (/debug/pprof/) are served on, for performance work; empty or 0 disables them (the default). Bind it to loopback and reach it with kubectl port-forward.")
 	flag.StringVar(&opts.ProbeAddr, "health-probe-bind-address", opts.ProbeAddr, "Address the health and readiness probes bind to.")
 	flag.BoolVar(&opts.LeaderElect, "leader-elect", opts.LeaderElect, "Elect a leader, so that only one replica reconciles at a time.")
 	flag.StringVar(&opts.Namespace, "namespace", opts.Namespace, "Namespace of the zones' kubeconfig Secrets (and of the leader election lease).")
@@ -33,6 +34,7 @@ func main() {
 	zapOptions.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOptions)))
+	operator.SetMemoryLimit(ctrl.Log.WithName("setup"))
 
 	if err := operator.Run(ctrl.SetupSignalHandler(), ctrl.GetConfigOrDie(), opts); err != nil {
 		ctrl.Log.Error(err, "Operator failed")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,6 +57,36 @@ type FederationMeshReconciler struct {
 	Clock            clock.Clock
 
 	refreshes refreshLimiter
+	plans     lastPlans
+}
+
+// lastPlans keeps each mesh's latest plan, whose objects the next pass
+// reuses where nothing changed (plan.Input.Previous): planning a 200-zone
+// mesh builds 39,800 objects, and a rotation changes 199 of them.
+type lastPlans struct {
+	mu    sync.Mutex
+	plans map[string]*plan.Plan
+}
+
+func (l *lastPlans) get(mesh string) *plan.Plan {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.plans[mesh]
+}
+
+func (l *lastPlans) set(mesh string, latest plan.Plan) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.plans == nil {
+		l.plans = map[string]*plan.Plan{}
+	}
+	l.plans[mesh] = &latest
+}
+
+func (l *lastPlans) forget(mesh string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.plans, mesh)
 }
 
 // +kubebuilder:rbac:groups=spirefed.io,resources=federationmeshes,verbs=get;list;watch;update;patch
@@ -149,6 +180,7 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err := r.Get(ctx, req.NamespacedName, mesh); err != nil {
 		if apierrors.IsNotFound(err) {
 			metrics.ForgetMesh(req.Name)
+			r.plans.forget(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -182,13 +214,16 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	timeline := newPhaseTimeline(r.Clock)
 	r.observeZones(ctx, scope)
 	timeline.mark("observe")
-	scope.plan = plan.Compute(r.planInput(scope))
+	input := r.planInput(scope)
+	input.Previous = r.plans.get(mesh.Name)
+	scope.plan = plan.Compute(input)
 	timeline.mark("plan")
 	r.applyPlan(ctx, scope, slices.Sorted(maps.Keys(scope.observed.Live)))
 	r.completeFederatesWith(ctx, scope)
 	countPending(scope)
 	r.reconcileMeshIntegration(ctx, scope)
 	timeline.mark("apply")
+	r.plans.set(mesh.Name, scope.plan)
 	r.refreshSpire(ctx, scope)
 	timeline.mark("spire")
 	if err := r.cleanupFormerZones(ctx, scope); err != nil {
@@ -297,7 +332,7 @@ func (r *FederationMeshReconciler) recordPairChanges(mesh *spirefedv1alpha1.Fede
 		r.EventRecorder.Eventf(mesh, nil, eventType, "Pair"+string(pair.State), "Judge", "Pair %s->%s: %s -> %s (%s): %s", pair.From, pair.To, from, pair.State, pair.Reason, pair.Message)
 	}
 	if more > 0 {
-		r.EventRecorder.Eventf(mesh, nil, corev1.EventTypeNormal, "PairsChanged", "Judge", "%d more pairs changed state; see status.pairTotals and status.zones, or the metric spirefed_mesh_pair_converged", more)
+		r.EventRecorder.Eventf(mesh, nil, corev1.EventTypeNormal, "PairsChanged", "Judge", "%d more pairs changed state; see status.pairTotals and status.zones, or the metric spirefed_mesh_zone_pairs_not_converged", more)
 	}
 }
 

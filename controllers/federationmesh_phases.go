@@ -66,7 +66,7 @@ func (r *FederationMeshReconciler) resolveMembers(ctx context.Context, mesh *spi
 }
 
 // zoneConcurrency bounds the zones a mesh reads or writes at once.
-const zoneConcurrency = 32
+const zoneConcurrency = 64
 
 // forEachZone calls fn for every name, at most zoneConcurrency at a time,
 // and returns when all calls have.
@@ -223,16 +223,20 @@ func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshSco
 // just wrote, so a new mesh's federatesWith is complete after one pass
 // instead of waiting for the next one.
 func (r *FederationMeshReconciler) completeFederatesWith(ctx context.Context, scope *meshScope) {
-	wrote := false
-	for _, result := range scope.observed.Applied {
+	wrote, waiting := false, false
+	for name, result := range scope.observed.Applied {
 		wrote = wrote || result.Writes > 0
+		waiting = waiting || scope.plan.Zones[name].WaitingIdentities() > 0
 	}
-	if !wrote {
-		// Nothing changed in any zone: planning again gives the same plan.
+	if !wrote || !waiting {
+		// Nothing changed in any zone, or no identity waits for a peer
+		// (a rotation): planning again gives no more federatesWith.
 		return
 	}
 	first := scope.plan
-	replanned := plan.Compute(r.planInput(scope))
+	input := r.planInput(scope)
+	input.Previous = &first
+	replanned := plan.Compute(input)
 	var names []string
 	for name := range scope.observed.Applied {
 		if _, failed := scope.observed.ApplyErrors[name]; failed {
@@ -418,6 +422,7 @@ func (r *FederationMeshReconciler) reconcileDelete(ctx context.Context, mesh *sp
 	}
 	metrics.ForgetMesh(mesh.Name)
 	r.refreshes.forget(mesh.Name)
+	r.plans.forget(mesh.Name)
 	return ctrl.Result{}, nil
 }
 

@@ -135,20 +135,20 @@ func benchmarkScale(b *testing.B, size int) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { waitForScaleDeletion(b, mesh) })
-	stopProfile := startScaleProfile(b, size, "cold")
+	stopProfile := startScaleProfile(b, operator, size, "cold")
 	ready, federated := waitForScaleConvergence(b, meshName, size, created)
 	stopProfile()
 	report(b, size, ready.Seconds(), "cold-ready-s")
 	report(b, size, federated.Seconds(), "cold-federatesWith-s")
 
-	stopProfile = startScaleProfile(b, size, "rotation")
+	stopProfile = startScaleProfile(b, operator, size, "rotation")
 	latencies := measureRotations(b, members, scaleRotations())
 	stopProfile()
 	report(b, size, float64(percentile(latencies, 50).Milliseconds()), "rotation-p50-ms")
 	report(b, size, float64(percentile(latencies, 95).Milliseconds()), "rotation-p95-ms")
 
 	idle := measureIdle(b, size, meshName, operator)
-	writeScaleHeapProfile(b, size)
+	writeScaleHeapProfile(b, operator, size)
 	report(b, size, float64(idle.writes), "idle-writes")
 	report(b, size, float64(idle.statusWrites), "idle-status-writes")
 	report(b, size, idle.meanReconcile.Seconds()*1000, "idle-reconcile-ms")
@@ -410,7 +410,7 @@ func measureIdle(b *testing.B, size int, meshName string, operator scaleOperator
 	// A status write that is still on its way is not idle.
 	time.Sleep(3 * time.Second)
 	quietCPU, quietStarted := operator.cpu(), time.Now()
-	stopProfile := startScaleProfile(b, size, "quiet")
+	stopProfile := startScaleProfile(b, operator, size, "quiet")
 	time.Sleep(scaleQuietWindow)
 	stopProfile()
 	quietCPUPercent := 100 * (operator.cpu() - quietCPU).Seconds() / time.Since(quietStarted).Seconds()

@@ -64,7 +64,9 @@ func (inProcessOperator) kind() string       { return "process" }
 type operatorProcess struct {
 	cmd        *exec.Cmd
 	metricsURL string
-	log        *bytes.Buffer
+	// pprofURL is the base URL of its /debug/pprof/ (with a profile dir).
+	pprofURL string
+	log      *bytes.Buffer
 }
 
 // startOperatorProcess builds main.go and starts it with its default
@@ -93,16 +95,34 @@ func startOperatorProcess(b *testing.B) *operatorProcess {
 	}
 	address := "127.0.0.1:" + strconv.Itoa(port)
 	process := &operatorProcess{metricsURL: "http://" + address + "/metrics", log: &bytes.Buffer{}}
+	pprofAddress := "0"
+	if scaleProfileDir() != "" {
+		pprofPort, err := freeLoopbackPort()
+		if err != nil {
+			b.Fatal(err)
+		}
+		pprofAddress = "127.0.0.1:" + strconv.Itoa(pprofPort)
+		process.pprofURL = "http://" + pprofAddress + "/debug/pprof/"
+	}
 	process.cmd = exec.Command(binary,
 		"--kubeconfig="+kubeconfigPath,
+		"--pprof-bind-address="+pprofAddress,
 		"--namespace="+testenv.OperatorNamespace,
 		"--metrics-bind-address="+address, "--metrics-secure=false",
 		"--health-probe-bind-address=0",
 		"--min-bundle-fetch-interval=1s",
 		"--watch-label-selector="+benchOperatorLabel+"=process",
-		"--zap-log-level=error")
+		"--zap-log-level="+benchOperatorLogLevel())
 	process.cmd.Stdout = process.log
 	process.cmd.Stderr = process.log
+	if path := os.Getenv("SPIREFED_BENCH_OPERATOR_LOG"); path != "" {
+		logFile, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { logFile.Close() })
+		process.cmd.Stdout, process.cmd.Stderr = logFile, logFile
+	}
 	process.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := process.cmd.Start(); err != nil {
 		b.Fatalf("starting the operator: %v", err)
@@ -131,6 +151,16 @@ func startOperatorProcess(b *testing.B) *operatorProcess {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// benchOperatorLogLevel is the operator process's log level: error, or
+// debug when SPIREFED_BENCH_OPERATOR_LOG names a file for its log (each
+// pass's phase timeline, for finding where a rotation's time goes).
+func benchOperatorLogLevel() string {
+	if os.Getenv("SPIREFED_BENCH_OPERATOR_LOG") != "" {
+		return "debug"
+	}
+	return "error"
 }
 
 func freeLoopbackPort() (int, error) {

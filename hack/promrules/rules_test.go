@@ -222,7 +222,7 @@ func TestAlerts(t *testing.T) {
 		{"SpirefedBundleFetchFailing", "zone", []string{"down", "helm"}},
 		{"SpirefedSpireInstallFailing", "zone", []string{"helm"}},
 		// Neither pair of ok and down converges.
-		{"SpirefedMeshPairNotConverged", "from", []string{"down", "ok"}},
+		{"SpirefedMeshPairNotConverged", "zone", []string{"down", "ok"}},
 	} {
 		t.Run(tc.alert, func(t *testing.T) {
 			rule := alerts[tc.alert]
@@ -266,8 +266,10 @@ func TestAlerts(t *testing.T) {
 		var healthy []series
 		for _, s := range all {
 			switch s.labels.Get("__name__") {
-			case "spirefed_zone_condition", "spirefed_mesh_pair_converged":
+			case "spirefed_zone_condition":
 				s.value = 1
+			case "spirefed_mesh_zone_pairs_not_converged":
+				s.value = 0
 			}
 			healthy = append(healthy, s)
 		}

@@ -7,6 +7,7 @@ package mesh
 
 import (
 	"slices"
+	"unique"
 
 	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
@@ -75,7 +76,9 @@ func PlanInput(mesh *spirefedv1alpha1.FederationMesh, members Members, observed 
 			EndpointSPIFFEID:  zone.BundleEndpointSPIFFEID(),
 		}
 		if zone.Status.Bundle != nil {
-			member.Bundle = zone.Status.Bundle.SPIFFEBundle
+			// One copy per bundle, shared with the zones' caches (see
+			// zones.ownedTransform): comparing them compares pointers.
+			member.Bundle = unique.Make(zone.Status.Bundle.SPIFFEBundle).Value()
 		}
 		in.Zones = append(in.Zones, member)
 		live := observed.Live[name]

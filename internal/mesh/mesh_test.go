@@ -420,3 +420,19 @@ func TestStatusSizeAtThousandZones(t *testing.T) {
 	}
 	t.Logf("1,000-zone mesh status: %d bytes", len(document))
 }
+
+func TestDeletingNamesBoundedZones(t *testing.T) {
+	mesh := &spirefedv1alpha1.FederationMesh{}
+	mesh.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	for i := range 200 {
+		mesh.Status.AppliedZones = append(mesh.Status.AppliedZones, fmt.Sprintf("scale-200-%d", i))
+	}
+	Summarize(mesh, "")
+	ready := meta.FindStatusCondition(mesh.Status.Conditions, spirefedv1alpha1.ReadyCondition)
+	if ready == nil || ready.Reason != spirefedv1alpha1.ReasonDeleting {
+		t.Fatalf("Ready = %+v, want reason Deleting", ready)
+	}
+	if len(ready.Message) > 1024 || !strings.Contains(ready.Message, "200 zones") || !strings.Contains(ready.Message, "and 190 more") {
+		t.Errorf("message of %d bytes: %s", len(ready.Message), ready.Message)
+	}
+}

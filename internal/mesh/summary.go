@@ -43,7 +43,8 @@ func summarizeReady(mesh *spirefedv1alpha1.FederationMesh, blocker string) {
 	}
 	if !mesh.DeletionTimestamp.IsZero() {
 		set(spirefedv1alpha1.ReadyCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonDeleting,
-			fmt.Sprintf("Waiting to remove the mesh's objects from zones %v (unreachable, or offboarding in order)", mesh.Status.AppliedZones))
+			fmt.Sprintf("Waiting to remove the mesh's objects from %d zones, %s (unreachable, or offboarding in order)",
+				len(mesh.Status.AppliedZones), firstNames(mesh.Status.AppliedZones, maxNamedZones)))
 		return
 	}
 	resolved := meta.FindStatusCondition(*conditions, spirefedv1alpha1.ZonesResolvedCondition)
@@ -98,4 +99,16 @@ func summarizeReady(mesh *spirefedv1alpha1.FederationMesh, blocker string) {
 		set(spirefedv1alpha1.ReadyCondition, metav1.ConditionTrue, spirefedv1alpha1.ReasonSucceeded,
 			fmt.Sprintf("All %d member zones are Ready and all %d pairs are established", mesh.Status.TotalZones, total))
 	}
+}
+
+// maxNamedZones bounds the zones a message names: a condition's message
+// is also an Event's note, which the API server limits to 1,024 bytes.
+const maxNamedZones = 10
+
+// firstNames names at most limit names, and counts the others.
+func firstNames(names []string, limit int) string {
+	if len(names) <= limit {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:limit], ", "), len(names)-limit)
 }

@@ -38,11 +38,13 @@ var (
 		Help: "Number of directed trust pairs of a FederationMesh, by state.",
 	}, []string{"mesh", "state"})
 
-	// MeshPairConverged is 1 for a Converged pair, 0 for a pair in any other state.
-	MeshPairConverged = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "spirefed_mesh_pair_converged",
-		Help: "Whether a directed trust pair of a FederationMesh (from trusts to) is Converged (1) or not (0).",
-	}, []string{"mesh", "from", "to"})
+	// MeshZonePairsNotConverged counts, per member zone, the pairs in
+	// which the zone trusts a peer and that are not Converged: one series
+	// per zone, not per pair (a 200-zone full mesh has 39,800 pairs).
+	MeshZonePairsNotConverged = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "spirefed_mesh_zone_pairs_not_converged",
+		Help: "Number of directed trust pairs of a FederationMesh in which the zone trusts a peer and that are not Converged.",
+	}, []string{"mesh", "zone"})
 
 	// ZoneWrites counts the writes (applies and deletes) made in zone clusters.
 	ZoneWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -97,17 +99,17 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry, MeshPairs, MeshPairConverged, ZoneWrites,
+	ctrlmetrics.Registry.MustRegister(ZoneCondition, ZoneX509Authorities, ZoneX509AuthorityExpiry, MeshPairs, MeshZonePairsNotConverged, ZoneWrites,
 		SpireRefreshes, SpireRefreshDuration, HelmActions, BundleFetches, BundleFetchDuration, BundleLastFetch, BundleRotations)
 }
 
 // ForgetMesh drops every series of a deleted mesh.
 func ForgetMesh(mesh string) {
 	MeshPairs.DeletePartialMatch(prometheus.Labels{"mesh": mesh})
-	MeshPairConverged.DeletePartialMatch(prometheus.Labels{"mesh": mesh})
-	pairsMu.Lock()
-	delete(pairs, mesh)
-	pairsMu.Unlock()
+	MeshZonePairsNotConverged.DeletePartialMatch(prometheus.Labels{"mesh": mesh})
+	zonesMu.Lock()
+	delete(meshZones, mesh)
+	zonesMu.Unlock()
 }
 
 // ForgetZone drops every series of a deleted zone.
@@ -125,37 +127,42 @@ func ForgetZone(zone string) {
 	BundleLastFetch.DeleteLabelValues(zone)
 }
 
-// pairs holds, by mesh, the pairs whose series were last set, so that the
-// series of pairs that left the mesh are deleted.
+// meshZones holds, by mesh, the zones whose series were last set, so that
+// the series of zones that left the mesh are deleted.
 var (
-	pairsMu sync.Mutex
-	pairs   = map[string]map[[2]string]bool{}
+	zonesMu   sync.Mutex
+	meshZones = map[string]map[string]bool{}
 )
 
-// RecordMesh sets a mesh's pair counts by state and each pair's
-// convergence; the series of pairs no longer in the mesh are deleted.
+// RecordMesh sets a mesh's pair counts by state and, for every zone that
+// trusts a peer, how many of its pairs are not Converged; the series of
+// zones no longer in the mesh are deleted.
 func RecordMesh(mesh string, totals map[spirefedv1alpha1.PairState]int32, current []spirefedv1alpha1.PairStatus) {
 	for _, state := range []spirefedv1alpha1.PairState{spirefedv1alpha1.PairConverged, spirefedv1alpha1.PairPending, spirefedv1alpha1.PairStale,
 		spirefedv1alpha1.PairConflict, spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.PairGated} {
 		MeshPairs.WithLabelValues(mesh, string(state)).Set(float64(totals[state]))
 	}
-	seen := map[[2]string]bool{}
+	notConverged := map[string]int{}
 	for _, pair := range current {
-		value := 0.0
-		if pair.State == spirefedv1alpha1.PairConverged {
-			value = 1
+		count := notConverged[pair.From]
+		if pair.State != spirefedv1alpha1.PairConverged {
+			count++
 		}
-		MeshPairConverged.WithLabelValues(mesh, pair.From, pair.To).Set(value)
-		seen[[2]string{pair.From, pair.To}] = true
+		notConverged[pair.From] = count
 	}
-	pairsMu.Lock()
-	defer pairsMu.Unlock()
-	for pair := range pairs[mesh] {
-		if !seen[pair] {
-			MeshPairConverged.DeleteLabelValues(mesh, pair[0], pair[1])
+	seen := make(map[string]bool, len(notConverged))
+	for zone, count := range notConverged {
+		MeshZonePairsNotConverged.WithLabelValues(mesh, zone).Set(float64(count))
+		seen[zone] = true
+	}
+	zonesMu.Lock()
+	defer zonesMu.Unlock()
+	for zone := range meshZones[mesh] {
+		if !seen[zone] {
+			MeshZonePairsNotConverged.DeleteLabelValues(mesh, zone)
 		}
 	}
-	pairs[mesh] = seen
+	meshZones[mesh] = seen
 }
 
 // RecordHelmAction counts a Helm action run on a zone's releases, by its

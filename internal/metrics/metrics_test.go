@@ -13,21 +13,23 @@ func TestRecordMeshPairs(t *testing.T) {
 	pair := func(from, to string, state spirefedv1alpha1.PairState) spirefedv1alpha1.PairStatus {
 		return spirefedv1alpha1.PairStatus{From: from, To: to, State: state}
 	}
-	RecordMesh("m", nil, []spirefedv1alpha1.PairStatus{pair("a", "b", spirefedv1alpha1.PairConverged), pair("b", "a", spirefedv1alpha1.PairPending)})
-	if got := value(t, MeshPairConverged.WithLabelValues("m", "a", "b")); got != 1 {
-		t.Errorf("a->b converged = %v, want 1", got)
+	RecordMesh("m", nil, []spirefedv1alpha1.PairStatus{
+		pair("a", "b", spirefedv1alpha1.PairConverged), pair("a", "c", spirefedv1alpha1.PairConverged),
+		pair("b", "a", spirefedv1alpha1.PairPending), pair("b", "c", spirefedv1alpha1.PairStale), pair("c", "a", spirefedv1alpha1.PairConverged),
+	})
+	for zone, want := range map[string]float64{"a": 0, "b": 2, "c": 0} {
+		if got := value(t, MeshZonePairsNotConverged.WithLabelValues("m", zone)); got != want {
+			t.Errorf("zone %s: %v pairs not converged, want %v", zone, got, want)
+		}
 	}
-	if got := value(t, MeshPairConverged.WithLabelValues("m", "b", "a")); got != 0 {
-		t.Errorf("b->a converged = %v, want 0", got)
-	}
-	// b->a leaves the mesh: its series goes.
-	RecordMesh("m", nil, []spirefedv1alpha1.PairStatus{pair("a", "b", spirefedv1alpha1.PairConverged)})
-	if got := count(MeshPairConverged); got != 1 {
-		t.Errorf("%d pair series after a pair left, want 1", got)
+	// b and c leave the mesh: their series go.
+	RecordMesh("m", nil, []spirefedv1alpha1.PairStatus{pair("a", "d", spirefedv1alpha1.PairPending)})
+	if got := count(MeshZonePairsNotConverged); got != 1 {
+		t.Errorf("%d zone series after zones left, want 1", got)
 	}
 	ForgetMesh("m")
-	if got := count(MeshPairConverged); got != 0 {
-		t.Errorf("%d pair series after ForgetMesh, want 0", got)
+	if got := count(MeshZonePairsNotConverged); got != 0 {
+		t.Errorf("%d zone series after ForgetMesh, want 0", got)
 	}
 }
 

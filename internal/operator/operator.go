@@ -45,7 +45,10 @@ type Options struct {
 	MetricsCertDir string
 	EnableHTTP2    bool
 	ProbeAddr      string
-	LeaderElect    bool
+	// PprofAddr is where Go's profiles (/debug/pprof/) are served;
+	// empty or "0": not served.
+	PprofAddr   string
+	LeaderElect bool
 	// Namespace of the zones' kubeconfig Secrets, chart ConfigMaps and the
 	// leader election lease.
 	Namespace string
@@ -186,6 +189,7 @@ func ManagerOptions(opts Options) (ctrl.Options, error) {
 		Scheme:                  scheme.New(),
 		Metrics:                 MetricsServerOptions(opts),
 		HealthProbeBindAddress:  opts.ProbeAddr,
+		PprofBindAddress:        opts.PprofAddr,
 		LeaderElection:          opts.LeaderElect,
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: opts.Namespace,

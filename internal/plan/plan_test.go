@@ -301,3 +301,56 @@ func TestComputeStaticAndZonedIdentities(t *testing.T) {
 		t.Errorf("static entry = %+v", entry)
 	}
 }
+
+func TestIsDNS1123Subdomain(t *testing.T) {
+	names := []string{
+		"", "a", "spirefed.z1.example.org", "spirefed.z1.Example.org", "spirefed.z1..org", "spirefed.z1.-a.org",
+		"spirefed.z1.a-.org", "spirefed.z1.a_b.org", "spirefed.z1.a-b.org", ".a", "a.", "0.9", "spirefed.z1.a/b",
+		strings.Repeat("a", 253), strings.Repeat("a", 254), strings.Repeat("a.", 126) + "a", "a..b", "ü.example",
+	}
+	for _, name := range names {
+		want := len(validation.IsDNS1123Subdomain(name)) == 0
+		if got := isDNS1123Subdomain(name); got != want {
+			t.Errorf("isDNS1123Subdomain(%q) = %v, validation says %v", name, got, want)
+		}
+	}
+}
+
+func TestComputeReusesPreviousObjects(t *testing.T) {
+	a, b, c := zone("a", true), zone("b", true), zone("c", true)
+	full := spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}
+	in := Input{Mesh: "m", Topology: full, Zones: []Zone{a, b, c}, Observed: observedAll(a, b, c)}
+	first := Compute(in)
+
+	rotated := b
+	rotated.Bundle = strings.Replace(b.Bundle, "}", ` ,"spiffe_sequence": 9}`, 1)
+	moved := c
+	moved.BundleEndpointURL = "https://c.elsewhere:8443"
+	for _, tc := range []struct {
+		name    string
+		zones   []Zone
+		changed map[string]bool // peers whose objects must be new
+	}{
+		{"nothing changed: every object is reused", []Zone{a, b, c}, nil},
+		{"b rotated: the objects trusting b are new", []Zone{a, rotated, c}, map[string]bool{"b": true}},
+		{"c's endpoint moved: the objects trusting c are new", []Zone{a, b, moved}, map[string]bool{"c": true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := Input{Mesh: "m", Topology: full, Zones: tc.zones, Observed: observedAll(a, b, c)}
+			fresh := Compute(now)
+			now.Previous = &first
+			reused := Compute(now)
+			if !reflect.DeepEqual(fresh, reused) {
+				t.Fatalf("a plan with Previous differs from one without:\n%+v\n%+v", fresh, reused)
+			}
+			for name, zonePlan := range reused.Zones {
+				for i, object := range zonePlan.FederatedTrustDomains {
+					shared := object == first.Zones[name].FederatedTrustDomains[i]
+					if peer := object.Labels[LabelPeer]; shared == tc.changed[peer] {
+						t.Errorf("zone %s, object %s (peer %s): shared %v", name, object.Name, peer, shared)
+					}
+				}
+			}
+		})
+	}
+}

@@ -82,7 +82,7 @@ func RecordConditionEvents(recorder events.EventRecorder, object runtime.Object,
 		if condition.Status == metav1.ConditionTrue {
 			eventType = corev1.EventTypeNormal
 		}
-		recorder.Eventf(object, nil, eventType, condition.Reason, condition.Type, "%s", condition.Message)
+		recorder.Eventf(object, nil, eventType, condition.Reason, condition.Type, "%s", eventNote(condition.Message))
 	}
 }
 
@@ -113,3 +113,21 @@ const (
 	reconcilingCondition = "Reconciling"
 	stalledCondition     = "Stalled"
 )
+
+// maxEventNote is the API server's limit on an Event's note.
+const maxEventNote = 1024
+
+// eventNote is message cut to what an Event may hold (the condition keeps
+// the whole message): the API server refuses a longer note, and the Event
+// would be lost.
+func eventNote(message string) string {
+	if len(message) <= maxEventNote {
+		return message
+	}
+	const ellipsis = "..."
+	cut := maxEventNote - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(message[cut]) {
+		cut--
+	}
+	return message[:cut] + ellipsis
+}

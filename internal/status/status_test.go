@@ -63,3 +63,26 @@ func TestBrief(t *testing.T) {
 		t.Errorf("Brief of a long text = %d bytes, valid %v", len(got), utf8.ValidString(got))
 	}
 }
+
+func TestEventNote(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		message string
+		want    int
+	}{
+		{"short message is kept", "zone z1 is Ready", len("zone z1 is Ready")},
+		{"at the limit is kept", strings.Repeat("a", maxEventNote), maxEventNote},
+		{"longer is cut to the limit", strings.Repeat("a", 5000), maxEventNote},
+		{"a rune is not split", strings.Repeat("ü", 1000), maxEventNote - 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			note := eventNote(tc.message)
+			if len(note) != tc.want || !utf8.ValidString(note) {
+				t.Errorf("note of %d bytes (valid UTF-8: %v), want %d", len(note), utf8.ValidString(note), tc.want)
+			}
+			if len(tc.message) > maxEventNote && !strings.HasSuffix(note, "...") {
+				t.Errorf("cut note does not end in ...: %q", note[len(note)-10:])
+			}
+		})
+	}
+}

@@ -11,10 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/go-logr/logr"
+	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -134,6 +138,9 @@ type Zone struct {
 	// ctx lives as long as this connection; watches and probes run in it.
 	ctx        context.Context
 	stopProbes context.CancelFunc
+	// watchClient is the HTTP client, without a timeout, of the zone's
+	// watches: its caches and Clientset (see newZoneClient).
+	watchClient *http.Client
 
 	mu          sync.Mutex
 	lastReason  string
@@ -177,7 +184,7 @@ type watch struct {
 // Connect returns the client of zone's cluster, building it when the zone
 // is new or its kubeconfig Secret changed. Errors are *AccessError.
 func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (*Zone, error) {
-	accessKey, config, err := r.resolveAccess(ctx, zone)
+	accessKey, configOf, err := r.resolveAccess(ctx, zone)
 	if err != nil {
 		r.Forget(KeyOf(zone))
 		return nil, err
@@ -193,16 +200,24 @@ func (r *Registry) Connect(ctx context.Context, zone *spirefedv1alpha1.ZoneTrust
 		}
 		existing.stopProbes()
 	}
+	// The kubeconfig is parsed only when the zone's access changed.
+	config, err := configOf()
+	if err != nil {
+		delete(r.zones, zone.Name)
+		return nil, err
+	}
 	limited := withClientLimits(config, zone.Name)
-	zoneClient, err := client.New(limited, client.Options{Scheme: r.opts.Scheme})
+	zoneClient, watchClient, err := newZoneClient(limited, r.opts.Scheme)
 	if err == nil {
 		var clientset kubernetes.Interface
-		clientset, err = kubernetes.NewForConfig(limited)
+		clientset, err = kubernetes.NewForConfigAndClient(limited, watchClient)
 		if err == nil {
 			var owned ownedCache
-			owned, err = r.newOwnedCache(limited, zoneClient, zone.Name)
+			owned, err = r.newOwnedCache(limited, watchClient, zoneClient, zone.Name)
 			if err == nil {
-				return r.startZone(zone.Name, accessKey, probeNamespace, limited, zoneClient, clientset, owned), nil
+				connected := r.startZone(zone.Name, accessKey, probeNamespace, limited, zoneClient, clientset, owned)
+				connected.watchClient = watchClient
+				return connected, nil
 			}
 		}
 	}
@@ -258,10 +273,46 @@ func (r *Registry) startOwned(zone *Zone, owned ownedCache) {
 	}
 }
 
+// stopWatches stops the zone's cache of owned objects, which reads fail
+// until refreshOwned replaces it, and its other watches, which the next
+// EnsureWatch starts again.
+func (r *Registry) stopWatches(zone *Zone) {
+	zone.mu.Lock()
+	defer zone.mu.Unlock()
+	if zone.ownedStop == nil && len(zone.watches) == 0 {
+		return
+	}
+	r.opts.Log.V(1).Info("Stopping the zone's watches while its API server does not answer", "zone", zone.Name)
+	if zone.ownedStop != nil {
+		zone.ownedStop()
+		zone.ownedStop = nil
+		zone.owned = ownedCache{Reader: unavailableReader{zone: zone.Name}}
+	}
+	for kind, running := range zone.watches {
+		running.stop()
+		delete(zone.watches, kind)
+	}
+}
+
+// unavailableReader is the reader of a zone whose watches are stopped.
+type unavailableReader struct{ zone string }
+
+func (u unavailableReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	return u.err()
+}
+
+func (u unavailableReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return u.err()
+}
+
+func (u unavailableReader) err() error {
+	return fmt.Errorf("the cache of zone %s is stopped while its API server does not answer", u.zone)
+}
+
 // refreshOwned replaces the zone's cache of owned objects with a new one,
 // which lists them again.
 func (r *Registry) refreshOwned(zone *Zone) {
-	owned, err := r.newOwnedCache(zone.Config, zone.Client, zone.Name)
+	owned, err := r.newOwnedCache(zone.Config, zone.watchClient, zone.Client, zone.Name)
 	if err != nil {
 		r.opts.Log.Error(err, "Rebuilding the cache of owned objects", "zone", zone.Name)
 		return
@@ -289,21 +340,42 @@ const ownedSyncTimeout = 10 * time.Second
 // labels are listed and watched, and their managedFields are dropped. name
 // is the registry name: a cluster of a nested or HA trust domain holds the
 // objects of its zone (ZoneOf), labelled with the zone's name.
-func (r *Registry) newOwnedCache(config *rest.Config, zoneClient client.Client, name string) (ownedCache, error) {
+func (r *Registry) newOwnedCache(config *rest.Config, watchClient *http.Client, zoneClient client.Client, name string) (ownedCache, error) {
 	zone := ZoneOf(name)
 	if r.opts.OwnedLabels == nil {
 		return ownedCache{Reader: zoneClient}, nil
 	}
 	zoneCache, err := cache.New(config, cache.Options{
 		Scheme:               r.opts.Scheme,
+		HTTPClient:           watchClient,
 		Mapper:               zoneClient.RESTMapper(),
 		DefaultLabelSelector: labels.SelectorFromSet(r.opts.OwnedLabels(zone)),
-		DefaultTransform:     cache.TransformStripManagedFields(),
+		DefaultTransform:     ownedTransform(),
 	})
 	if err != nil {
 		return ownedCache{}, err
 	}
 	return ownedCache{Reader: timedReader{zoneCache}, cache: zoneCache}, nil
+}
+
+// ownedTransform strips what the operator does not read from the objects
+// a zone's cache holds: their managedFields, and the copies of a bundle.
+// Every ClusterFederatedTrustDomain of a peer carries the same bundle (199
+// copies of each zone's at 200 zones, 160 MB in all): the cache keeps one
+// (unique.Make), which the planner's bundle of that zone is too, so that
+// comparing them is comparing two pointers.
+func ownedTransform() toolscache.TransformFunc {
+	stripManagedFields := cache.TransformStripManagedFields()
+	return func(in any) (any, error) {
+		out, err := stripManagedFields(in)
+		if err != nil {
+			return out, err
+		}
+		if federated, ok := out.(*spirev1alpha1.ClusterFederatedTrustDomain); ok {
+			federated.Spec.TrustDomainBundle = unique.Make(federated.Spec.TrustDomainBundle).Value()
+		}
+		return out, nil
+	}
 }
 
 // timedReader bounds every read of a cache by ownedSyncTimeout: the first
@@ -401,13 +473,14 @@ func (r *Registry) Connected(key Key) bool {
 }
 
 // resolveAccess returns a key that changes whenever the zone's access
-// changes, and the REST config to reach it.
-func (r *Registry) resolveAccess(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (string, *rest.Config, error) {
+// changes, and how to build the REST config to reach it (a kubeconfig is
+// parsed only when its key is new).
+func (r *Registry) resolveAccess(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (string, func() (*rest.Config, error), error) {
 	if zone.Spec.Cluster.Local {
 		if r.opts.LocalConfig == nil {
 			return "", nil, &AccessError{Reason: spirefedv1alpha1.ReasonKubeconfigInvalid, Message: "the operator has no config for the local cluster"}
 		}
-		return "local", r.opts.LocalConfig, nil
+		return "local", func() (*rest.Config, error) { return r.opts.LocalConfig, nil }, nil
 	}
 	ref := zone.Spec.Cluster.KubeconfigSecretRef
 	if ref == nil {
@@ -417,11 +490,14 @@ func (r *Registry) resolveAccess(ctx context.Context, zone *spirefedv1alpha1.Zon
 	if err != nil {
 		return "", nil, err
 	}
-	config, err := restConfigFromKubeconfig(data)
-	if err != nil {
-		return "", nil, &AccessError{Reason: spirefedv1alpha1.ReasonKubeconfigInvalid, Message: fmt.Sprintf("Secret %s/%s key %q: %v", r.opts.Namespace, ref.Name, key, err), Err: err}
+	configOf := func() (*rest.Config, error) {
+		config, err := restConfigFromKubeconfig(data)
+		if err != nil {
+			return nil, &AccessError{Reason: spirefedv1alpha1.ReasonKubeconfigInvalid, Message: fmt.Sprintf("Secret %s/%s key %q: %v", r.opts.Namespace, ref.Name, key, err), Err: err}
+		}
+		return config, nil
 	}
-	return fmt.Sprintf("secret|%s|%s|%s|%s", ref.Name, key, secret.UID, secret.ResourceVersion), config, nil
+	return fmt.Sprintf("secret|%s|%s|%s|%s", ref.Name, key, secret.UID, secret.ResourceVersion), configOf, nil
 }
 
 // probeLoop probes the zone periodically and enqueues it when the result
@@ -443,11 +519,15 @@ func (r *Registry) probeLoop(ctx context.Context, zone *Zone) {
 		}
 		// A zone that failed one probe only (an API server too busy to
 		// answer in time) is left to the cache's own watches, which
-		// resume where they stopped; after a longer outage they may be
-		// waiting out their backoff, so the cache lists everything again.
+		// resume where they stopped. A longer outage stops the zone's
+		// watches (an API server shutting down waits for open watches to
+		// end, and a cache that cannot follow the zone is not read), and
+		// the cache lists everything again when the zone is back.
 		switch {
 		case err != nil && failingSince.IsZero():
 			failingSince = time.Now()
+		case err != nil && time.Since(failingSince) > r.opts.ProbeInterval*3/2:
+			r.stopWatches(zone)
 		case err == nil && !failingSince.IsZero():
 			if time.Since(failingSince) > r.opts.ProbeInterval*3/2 {
 				r.refreshOwned(zone)
