@@ -124,6 +124,7 @@ func TestMetricsSnapshot(t *testing.T) {
 			strings.Contains(snapshot, `spirefed_zone_condition{type="SpireInstalled",zone="helm"} 0`) &&
 			strings.Contains(snapshot, `spirefed_zone_x509_authority_expiry_timestamp_seconds{zone="ok"}`) &&
 			strings.Contains(snapshot, `spirefed_mesh_zone_pairs_not_converged{mesh="pair",zone="ok"} 1`) &&
+			strings.Contains(snapshot, `spirefed_zone_writes_total{zone="ok"}`) &&
 			strings.Contains(snapshot, `spirefed_bundle_fetches_total{result="Fetched",zone="ok"}`)
 	})
 
