@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"sync"
+
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 	"github.com/spirefed/spire-federation-operator/internal/meshintegration"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
@@ -41,4 +43,33 @@ func (s *meshScope) linksFrom(zone string) []plan.Link {
 		}
 	}
 	return s.passCache.linksFrom[zone]
+}
+
+// lastPlans keeps each mesh's latest plan, whose objects the next pass
+// reuses where nothing changed (plan.Input.Previous): planning a 200-zone
+// mesh builds 39,800 objects, and a rotation changes 199 of them.
+type lastPlans struct {
+	mu    sync.Mutex
+	plans map[string]*plan.Plan
+}
+
+func (l *lastPlans) get(mesh string) *plan.Plan {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.plans[mesh]
+}
+
+func (l *lastPlans) set(mesh string, latest plan.Plan) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.plans == nil {
+		l.plans = map[string]*plan.Plan{}
+	}
+	l.plans[mesh] = &latest
+}
+
+func (l *lastPlans) forget(mesh string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.plans, mesh)
 }

@@ -67,6 +67,18 @@ func (t *timelines) end() {
 	}
 }
 
+// locked returns the current timeline, locked (the caller unlocks it), or
+// nil between rotations.
+func (t *timelines) locked() *timeline {
+	t.mu.Lock()
+	current := t.current
+	t.mu.Unlock()
+	if current != nil {
+		current.mu.Lock()
+	}
+	return current
+}
+
 // mark records the first time step was seen in the current rotation.
 func (t *timelines) mark(step string, at time.Time) {
 	t.markAfter(step, "", at)
@@ -76,13 +88,10 @@ func (t *timelines) mark(step string, at time.Time) {
 // reconciled every few seconds, the one that matters follows the
 // ConfigMap's change.
 func (t *timelines) markAfter(step, before string, at time.Time) {
-	t.mu.Lock()
-	current := t.current
-	t.mu.Unlock()
+	current := t.locked()
 	if current == nil {
 		return
 	}
-	current.mu.Lock()
 	defer current.mu.Unlock()
 	if _, prerequisite := current.marks[before]; before != "" && !prerequisite {
 		return
@@ -94,13 +103,10 @@ func (t *timelines) markAfter(step, before string, at time.Time) {
 
 // pass records a mesh pass of the current rotation (its phases).
 func (t *timelines) pass(at time.Time, phases string) {
-	t.mu.Lock()
-	current := t.current
-	t.mu.Unlock()
+	current := t.locked()
 	if current == nil {
 		return
 	}
-	current.mu.Lock()
 	defer current.mu.Unlock()
 	if !at.Before(current.start) {
 		current.passes = append(current.passes, fmt.Sprintf("ended at %s: %s", at.Sub(current.start).Round(time.Millisecond), phases))
