@@ -118,6 +118,27 @@ func TestFederation(t *testing.T) {
 		}
 	})
 
+	t.Run("an owned object changed or deleted by hand is put back", func(t *testing.T) {
+		// The idle passes before this skipped comparing the zones' objects
+		// (apply.Settled); a change in a zone's cache must end that.
+		name := types.NamespacedName{Name: plan.FederatedTrustDomainName(a.name, b.trustDomain())}
+		changed := &spirev1alpha1.ClusterFederatedTrustDomain{}
+		if err := a.cluster.Client.Get(testCtx, name, changed); err != nil {
+			t.Fatal(err)
+		}
+		patch := client.MergeFrom(changed.DeepCopy())
+		changed.Spec.TrustDomainBundle = ""
+		if err := a.cluster.Client.Patch(testCtx, changed, patch, client.FieldOwner("kubectl-edit")); err != nil {
+			t.Fatal(err)
+		}
+		expectFederation(t, map[string][]string{a.name: {b.name}, b.name: {a.name}})
+		deleted := &spirev1alpha1.ClusterFederatedTrustDomain{ObjectMeta: metav1.ObjectMeta{Name: name.Name}}
+		if err := a.cluster.Client.Delete(testCtx, deleted); err != nil {
+			t.Fatal(err)
+		}
+		expectFederation(t, map[string][]string{a.name: {b.name}, b.name: {a.name}})
+	})
+
 	t.Run("a zone added later joins", func(t *testing.T) {
 		updateMesh(t, func(m *spirefedv1alpha1.FederationMesh) { m.Spec.Zones.Names = []string{a.name, b.name, c.name} })
 		expectFederation(t, map[string][]string{a.name: {b.name, c.name}, b.name: {a.name, c.name}, c.name: {a.name, b.name}})

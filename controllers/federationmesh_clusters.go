@@ -57,6 +57,7 @@ func (r *FederationMeshReconciler) observeCluster(ctx context.Context, view *spi
 	if err != nil {
 		return nil, nil, err
 	}
+	live.Resume(r.settled.get(settledKey{mesh: meshName, zone: zoneName, cluster: view.Name}))
 	return connected, live, nil
 }
 
@@ -100,11 +101,13 @@ func clusterError(cluster zones.Cluster, err error) error {
 // zone, as that cluster needs it (plan.ForCluster), and merges the
 // results: a peer's object is current only where it is current in every
 // cluster.
-func (r *FederationMeshReconciler) writeClusters(ctx context.Context, name string, clusters []*zoneCluster, zonePlan *plan.ZonePlan) (apply.Result, error) {
+func (r *FederationMeshReconciler) writeClusters(ctx context.Context, meshName, name string, clusters []*zoneCluster, zonePlan *plan.ZonePlan) (apply.Result, error) {
 	var merged apply.Result
 	for i, cluster := range clusters {
 		view := cluster.target.Cluster.View
-		result, err := r.writeZone(ctx, name, cluster.connected, cluster.live, plan.ForCluster(zonePlan, view.SpireClassName(), cluster.target.Cluster.IDPath))
+		clusterPlan := plan.ForCluster(zonePlan, view.SpireClassName(), cluster.target.Cluster.IDPath)
+		result, err := r.writeZone(ctx, name, cluster.connected, cluster.live, clusterPlan)
+		r.settled.set(settledKey{mesh: meshName, zone: name, cluster: view.Name}, apply.Settle(cluster.live, clusterPlan, result, err))
 		merged = mergeResults(merged, result, i == 0)
 		if err != nil {
 			return merged, clusterError(cluster.target.Cluster, err)

@@ -57,6 +57,7 @@ type FederationMeshReconciler struct {
 
 	refreshes refreshLimiter
 	plans     lastPlans
+	settled   settledApplies
 }
 
 // +kubebuilder:rbac:groups=spirefed.io,resources=federationmeshes,verbs=get;list;watch;update;patch
@@ -151,6 +152,7 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		if apierrors.IsNotFound(err) {
 			metrics.ForgetMesh(req.Name)
 			r.plans.forget(req.Name)
+			r.settled.forget(req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}

@@ -1,9 +1,11 @@
 package controllers
 
 import (
+	"maps"
 	"sync"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
+	"github.com/spirefed/spire-federation-operator/internal/apply"
 	"github.com/spirefed/spire-federation-operator/internal/meshintegration"
 	"github.com/spirefed/spire-federation-operator/internal/plan"
 )
@@ -72,4 +74,42 @@ func (l *lastPlans) forget(mesh string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.plans, mesh)
+}
+
+// settledApplies keeps, per mesh and cluster of a member zone, the last
+// apply that found the cluster as planned (apply.Settled): the next pass
+// that reads the same objects there and plans the same ones skips
+// comparing them.
+type settledApplies struct {
+	mu      sync.Mutex
+	applies map[settledKey]*apply.Settled
+}
+
+// settledKey names one cluster of one zone of one mesh.
+type settledKey struct{ mesh, zone, cluster string }
+
+func (s *settledApplies) get(key settledKey) *apply.Settled {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applies[key]
+}
+
+// set remembers settled; nil forgets what was.
+func (s *settledApplies) set(key settledKey, settled *apply.Settled) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if settled == nil {
+		delete(s.applies, key)
+		return
+	}
+	if s.applies == nil {
+		s.applies = map[settledKey]*apply.Settled{}
+	}
+	s.applies[key] = settled
+}
+
+func (s *settledApplies) forget(mesh string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	maps.DeleteFunc(s.applies, func(key settledKey, _ *apply.Settled) bool { return key.mesh == mesh })
 }

@@ -198,7 +198,7 @@ func (r *FederationMeshReconciler) applyPlan(ctx context.Context, scope *meshSco
 			outcomes[i].err = err
 			return
 		}
-		result, err := r.writeClusters(ctx, name, scope.clusters[name], scope.plan.Zones[name])
+		result, err := r.writeClusters(ctx, scope.mesh.Name, name, scope.clusters[name], scope.plan.Zones[name])
 		if problems := scope.clusterProblems[name]; len(problems) > 0 && err == nil {
 			// What the clusters not reached hold is not known to be current.
 			result.Current, err = nil, unreachableClusters(problems)
@@ -423,6 +423,7 @@ func (r *FederationMeshReconciler) reconcileDelete(ctx context.Context, mesh *sp
 	metrics.ForgetMesh(mesh.Name)
 	r.refreshes.forget(mesh.Name)
 	r.plans.forget(mesh.Name)
+	r.settled.forget(mesh.Name)
 	return ctrl.Result{}, nil
 }
 

@@ -51,6 +51,9 @@ type Live struct {
 	// ownership caches owns' answers for the objects above (nil: not
 	// known yet). Live is read by one goroutine at a time.
 	ownership map[metav1.Object]bool
+	// settled is the apply that last found these very objects as planned
+	// (Resume), or nil.
+	settled *Settled
 }
 
 // OwnedLabels are the labels of every object the operator owns in a
@@ -74,6 +77,9 @@ func Observe(ctx context.Context, owned client.Reader, mesh, zone string) (*Live
 	// The cache's objects are read without a deep copy (a pass at 200
 	// zones reads 39,800 of them): Live is read-only, and written objects
 	// replace entries of its slices, never fields of cached objects.
+	if cached, ok := owned.(CachedReader); ok {
+		return observeCached(ctx, cached, mesh, zone)
+	}
 	zoneLabels := client.MatchingLabels(OwnedLabels(zone))
 	var federated spirev1alpha1.ClusterFederatedTrustDomainList
 	if err := owned.List(ctx, &federated, zoneLabels, client.UnsafeDisableDeepCopy); err != nil {
@@ -89,6 +95,48 @@ func Observe(ctx context.Context, owned client.Reader, mesh, zone string) (*Live
 		return nil, fmt.Errorf("listing ClusterStaticEntries: %w", err)
 	}
 	return &Live{FederatedTrustDomains: pointers(federated.Items), SPIFFEIDs: pointers(ids.Items), StaticEntries: pointers(static.Items), mesh: mesh, zone: zone}, nil
+}
+
+// CachedReader is a reader of a cache that also hands out the cache's own
+// objects of a kind: no copy, and no label selector to match (the zone's
+// cache of owned objects).
+type CachedReader interface {
+	CachedObjects(ctx context.Context, obj client.Object) ([]any, error)
+}
+
+// observeCached is Observe from the objects a cache holds.
+func observeCached(ctx context.Context, owned CachedReader, mesh, zone string) (*Live, error) {
+	live := &Live{mesh: mesh, zone: zone}
+	zoneLabels := OwnedLabels(zone)
+	meshLabels := map[string]string{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh, plan.LabelZone: zone}
+	federated, err := owned.CachedObjects(ctx, &spirev1alpha1.ClusterFederatedTrustDomain{})
+	if err != nil {
+		return nil, fmt.Errorf("listing ClusterFederatedTrustDomains: %w", err)
+	}
+	for _, object := range federated {
+		if cftd, ok := object.(*spirev1alpha1.ClusterFederatedTrustDomain); ok && hasLabels(cftd.Labels, zoneLabels) {
+			live.FederatedTrustDomains = append(live.FederatedTrustDomains, cftd)
+		}
+	}
+	ids, err := owned.CachedObjects(ctx, &spirev1alpha1.ClusterSPIFFEID{})
+	if err != nil {
+		return nil, fmt.Errorf("listing ClusterSPIFFEIDs: %w", err)
+	}
+	for _, object := range ids {
+		if id, ok := object.(*spirev1alpha1.ClusterSPIFFEID); ok && hasLabels(id.Labels, meshLabels) {
+			live.SPIFFEIDs = append(live.SPIFFEIDs, id)
+		}
+	}
+	static, err := owned.CachedObjects(ctx, &spirev1alpha1.ClusterStaticEntry{})
+	if err != nil {
+		return nil, fmt.Errorf("listing ClusterStaticEntries: %w", err)
+	}
+	for _, object := range static {
+		if entry, ok := object.(*spirev1alpha1.ClusterStaticEntry); ok && hasLabels(entry.Labels, meshLabels) {
+			live.StaticEntries = append(live.StaticEntries, entry)
+		}
+	}
+	return live, nil
 }
 
 // ReadForeign adds to live the ClusterFederatedTrustDomains of the
@@ -111,7 +159,7 @@ func (l *Live) ReadForeign(ctx context.Context, c client.Reader) error {
 	}
 	l.FederatedTrustDomains = append(l.FederatedTrustDomains, pointers(foreign.Items)...)
 	l.ForeignRead = true
-	l.ownership = nil
+	l.ownership, l.settled = nil, nil
 	return nil
 }
 
@@ -179,6 +227,9 @@ func (l *Live) owns(obj metav1.Object) bool {
 // ClusterFederatedTrustDomain that carries a bundle: the planner's
 // evidence, without SPIRE access, that the zone's SPIRE holds the bundle.
 func (l *Live) PeersWithBundle() map[string]bool {
+	if l.settled != nil {
+		return maps.Clone(l.settled.peersWithBundle)
+	}
 	peers := map[string]bool{}
 	for _, cftd := range l.FederatedTrustDomains {
 		if l.owns(cftd) && cftd.Spec.TrustDomainBundle != "" {
@@ -336,6 +387,11 @@ type Applier struct{}
 // cluster's other ClusterFederatedTrustDomains when it must create one
 // (NeedsForeign), computes the diff and executes it.
 func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePlan *plan.ZonePlan) (Result, error) {
+	if live.settled != nil && live.settled.plannedSame(zonePlan) {
+		// The same live objects and the same planned ones as an apply
+		// that found nothing to do (Settled).
+		return live.settled.result, nil
+	}
 	if NeedsForeign(live, zonePlan) {
 		if err := live.ReadForeign(ctx, c); err != nil {
 			return Result{}, err
@@ -355,7 +411,7 @@ func (l *Live) record(written []client.Object, lastFailed bool) {
 		written = written[:len(written)-1]
 	}
 	if len(written) > 0 {
-		l.ownership = nil
+		l.ownership, l.settled = nil, nil
 	}
 	for _, obj := range written {
 		switch typed := obj.(type) {
@@ -386,10 +442,12 @@ func (a *Applier) Execute(ctx context.Context, c client.Client, diff Diff) (Resu
 	result := Result{Conflicts: diff.Conflicts, Current: maps.Clone(diff.Current), Deferred: diff.Deferred}
 	for _, obj := range diff.Writes {
 		result.Writes++
-		// The answer is decoded into a copy: the planned object stays as
-		// planned (Live records it), without the server's managedFields.
-		answer := obj.DeepCopyObject().(client.Object)
-		if err := c.Patch(ctx, answer, Patch, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		// Only the answer's metadata is asked for and decoded: the planned
+		// object stays as planned (Live records it), and a rotation's
+		// writes do not decode a copy of the bundle each.
+		answer := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: obj.GetObjectKind().GroupVersionKind().GroupVersion().String(), Kind: obj.GetObjectKind().GroupVersionKind().Kind}}
+		answer.Name = obj.GetName()
+		if err := c.Patch(ctx, answer, applyPatchOf{obj}, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 			return result, fmt.Errorf("applying %T %s: %w", obj, obj.GetName(), err)
 		}
 		if cftd, ok := obj.(*spirev1alpha1.ClusterFederatedTrustDomain); ok {
@@ -545,6 +603,14 @@ type applyPatch struct{}
 func (applyPatch) Type() types.PatchType { return types.ApplyPatchType }
 
 func (applyPatch) Data(obj client.Object) ([]byte, error) { return json.Marshal(obj) }
+
+// applyPatchOf is a server-side apply patch of a whole object, whatever
+// object the patch call decodes the answer into.
+type applyPatchOf struct{ object client.Object }
+
+func (applyPatchOf) Type() types.PatchType { return types.ApplyPatchType }
+
+func (p applyPatchOf) Data(client.Object) ([]byte, error) { return json.Marshal(p.object) }
 
 // RemoveZone deletes everything the operator wrote in a zone's cluster for
 // that zone, whatever the mesh: ClusterSPIFFEIDs and ClusterStaticEntries
