@@ -62,7 +62,7 @@ func TestSettled(t *testing.T) {
 	})
 	t.Run("anything else compares again", func(t *testing.T) {
 		for name, live := range map[string]*Live{
-			"an equal copy": liveOf(toB, toC.DeepCopy()),
+			"an equal copy":   liveOf(toB, toC.DeepCopy()),
 			"one object less": liveOf(toB),
 			"one object more": liveOf(toB, toC, cftd("a-d", "d.example", bundleA, owned(""))),
 		} {
