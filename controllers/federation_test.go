@@ -139,6 +139,40 @@ func TestFederation(t *testing.T) {
 		expectFederation(t, map[string][]string{a.name: {b.name}, b.name: {a.name}})
 	})
 
+	t.Run("a static identity is written, and pruned when it leaves the mesh", func(t *testing.T) {
+		// Zones watch ClusterStaticEntries only once a mesh plans some or
+		// they hold some (zones.ownedReader.Holds).
+		staticEntries := func() map[string][]string {
+			held := map[string][]string{}
+			for _, zone := range []*federationZone{a, b} {
+				var entries spirev1alpha1.ClusterStaticEntryList
+				if err := zone.cluster.Client.List(testCtx, &entries, client.MatchingLabels{plan.LabelZone: zone.name, plan.LabelMesh: "fed"}); err != nil {
+					t.Fatal(err)
+				}
+				for _, entry := range entries.Items {
+					held[zone.name] = append(held[zone.name], entry.Spec.SPIFFEID)
+				}
+			}
+			return held
+		}
+		waitFor := func(what string, want func(map[string][]string) bool) {
+			t.Helper()
+			deadline := testDeadline(30)
+			for held := staticEntries(); !want(held); held = staticEntries() {
+				if deadline() {
+					t.Fatalf("%s: the zones hold %v", what, held)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		updateMesh(t, func(m *spirefedv1alpha1.FederationMesh) {
+			m.Spec.Identities = append(m.Spec.Identities, spirefedv1alpha1.IdentityTemplate{Name: "process", SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/process", Static: labStatic()})
+		})
+		waitFor("written", func(held map[string][]string) bool { return len(held[a.name]) == 1 && len(held[b.name]) == 1 })
+		updateMesh(t, func(m *spirefedv1alpha1.FederationMesh) { m.Spec.Identities = m.Spec.Identities[:1] })
+		waitFor("pruned", func(held map[string][]string) bool { return len(held) == 0 })
+	})
+
 	t.Run("a zone added later joins", func(t *testing.T) {
 		updateMesh(t, func(m *spirefedv1alpha1.FederationMesh) { m.Spec.Zones.Names = []string{a.name, b.name, c.name} })
 		expectFederation(t, map[string][]string{a.name: {b.name, c.name}, b.name: {a.name, c.name}, c.name: {a.name, b.name}})

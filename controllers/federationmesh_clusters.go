@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
@@ -26,11 +27,12 @@ type zoneCluster struct {
 // observeClusters connects to every cluster of a zone that receives
 // federation objects and reads what the mesh owns there. It returns the
 // reachable ones and why the others are not.
-func (r *FederationMeshReconciler) observeClusters(ctx context.Context, meshName string, zone *spirefedv1alpha1.ZoneTrustDomain) ([]*zoneCluster, []string) {
+func (r *FederationMeshReconciler) observeClusters(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, zone *spirefedv1alpha1.ZoneTrustDomain) ([]*zoneCluster, []string) {
 	var reachable []*zoneCluster
 	var problems []string
+	staticEntries := plansStaticEntries(mesh, zone.Name)
 	for _, target := range zones.FederationTargets(zone) {
-		connected, live, err := r.observeCluster(ctx, target.Cluster.View, meshName, zone.Name)
+		connected, live, err := r.observeCluster(ctx, target.Cluster.View, mesh.Name, zone.Name, staticEntries)
 		if err != nil {
 			problems = append(problems, clusterProblem(target.Cluster, err))
 			continue
@@ -45,7 +47,7 @@ func (r *FederationMeshReconciler) observeClusters(ctx context.Context, meshName
 // last saw: a cluster whose API server does not answer, or refuses the
 // credentials, is unreachable. (A probe that is Forbidden got an answer:
 // the cache is current.)
-func (r *FederationMeshReconciler) observeCluster(ctx context.Context, view *spirefedv1alpha1.ZoneTrustDomain, meshName, zoneName string) (*zones.Zone, *apply.Live, error) {
+func (r *FederationMeshReconciler) observeCluster(ctx context.Context, view *spirefedv1alpha1.ZoneTrustDomain, meshName, zoneName string, staticEntries bool) (*zones.Zone, *apply.Live, error) {
 	connected, err := r.Zones.Connect(ctx, view)
 	if err != nil {
 		return nil, nil, err
@@ -53,12 +55,23 @@ func (r *FederationMeshReconciler) observeCluster(ctx context.Context, view *spi
 	if reason, message := connected.Health(); reason == spirefedv1alpha1.ReasonUnreachable || reason == spirefedv1alpha1.ReasonUnauthorized {
 		return nil, nil, errors.New(message)
 	}
-	live, err := apply.Observe(ctx, connected.Owned(), meshName, zoneName)
+	live, err := apply.Observe(ctx, connected.Owned(), meshName, zoneName, staticEntries)
 	if err != nil {
 		return nil, nil, err
 	}
 	live.Resume(r.settled.get(settledKey{mesh: meshName, zone: zoneName, cluster: view.Name}))
 	return connected, live, nil
+}
+
+// plansStaticEntries says whether the mesh has an identity rendered as a
+// ClusterStaticEntry in the zone.
+func plansStaticEntries(mesh *spirefedv1alpha1.FederationMesh, zone string) bool {
+	for _, identity := range mesh.Spec.Identities {
+		if identity.Static != nil && (len(identity.Zones) == 0 || slices.Contains(identity.Zones, zone)) {
+			return true
+		}
+	}
+	return false
 }
 
 // clusterProblem says which cluster of a zone failed, and how.

@@ -203,7 +203,13 @@ func (r *FederationMeshReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	timeline.mark("cleanup")
 	defer func() {
-		ctrl.LoggerFrom(ctx).V(1).Info("Reconciled mesh", append(timeline.keysAndValues(), "zones", len(members))...)
+		settled := 0
+		for _, result := range scope.observed.Applied {
+			if result.Settled {
+				settled++
+			}
+		}
+		ctrl.LoggerFrom(ctx).V(1).Info("Reconciled mesh", append(timeline.keysAndValues(), "zones", len(members), "settledZones", settled)...)
 	}()
 	previous := mesh.Status
 	meshstatus.SetPairs(mesh, members, scope.plan, scope.observed, r.Clock.Now())

@@ -119,7 +119,7 @@ func (r *FederationMeshReconciler) observeZones(ctx context.Context, scope *mesh
 		indexes[name] = i
 	}
 	forEachZone(names, func(name string) {
-		found[indexes[name]] = r.observeZone(ctx, scope.mesh.Name, scope.members[name])
+		found[indexes[name]] = r.observeZone(ctx, scope.mesh, scope.members[name])
 	})
 	for i, name := range names {
 		zone := found[i]
@@ -144,7 +144,7 @@ func (r *FederationMeshReconciler) observeZones(ctx context.Context, scope *mesh
 
 // observeZone connects to the clusters of one zone and reads what they
 // hold for the mesh.
-func (r *FederationMeshReconciler) observeZone(ctx context.Context, mesh string, zone *spirefedv1alpha1.ZoneTrustDomain) zoneObservation {
+func (r *FederationMeshReconciler) observeZone(ctx context.Context, mesh *spirefedv1alpha1.FederationMesh, zone *spirefedv1alpha1.ZoneTrustDomain) zoneObservation {
 	clusters, problems := r.observeClusters(ctx, mesh, zone)
 	if len(clusters) == 0 {
 		return zoneObservation{unreachable: strings.Join(problems, "; ")}
@@ -377,7 +377,7 @@ func (r *FederationMeshReconciler) cleanupCluster(ctx context.Context, mesh *spi
 	if err := r.cleanupMeshIntegration(ctx, connected.Client, mesh, name); err != nil {
 		return false, fmt.Errorf("removing the mesh integration of mesh %s from zone %s: %w", mesh.Name, name, err)
 	}
-	live, err := apply.Observe(ctx, connected.Owned(), mesh.Name, name)
+	live, err := apply.Observe(ctx, connected.Owned(), mesh.Name, name, false)
 	if err != nil {
 		return false, nil
 	}

@@ -144,7 +144,7 @@ func startOperator(ctx context.Context) (<-chan struct{}, error) {
 		ProbeInterval: suiteIntervals.probe,
 		Log:           ctrl.Log.WithName("zones"),
 		OwnedLabels:   apply.OwnedLabels,
-		OwnedKinds:    apply.OwnedKinds(),
+		OwnedKinds:    apply.WatchedKinds(),
 	})
 	if err := mgr.Add(registry); err != nil {
 		return nil, err

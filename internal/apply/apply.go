@@ -63,9 +63,12 @@ func OwnedLabels(zone string) map[string]string {
 	return map[string]string{plan.LabelManagedBy: plan.ManagedBy, plan.LabelZone: zone}
 }
 
-// OwnedKinds are the kinds the operator writes in zones' clusters.
-func OwnedKinds() []client.Object {
-	return []client.Object{&spirev1alpha1.ClusterFederatedTrustDomain{}, &spirev1alpha1.ClusterSPIFFEID{}, &spirev1alpha1.ClusterStaticEntry{}}
+// WatchedKinds are the kinds the operator writes in every member zone's
+// cluster, watched from the moment a zone connects. ClusterStaticEntries,
+// which only meshes with static identities plan, are watched in a zone
+// once it is to hold some or holds some (Observe).
+func WatchedKinds() []client.Object {
+	return []client.Object{&spirev1alpha1.ClusterFederatedTrustDomain{}, &spirev1alpha1.ClusterSPIFFEID{}}
 }
 
 // Observe reads what the zone's cluster holds for mesh and zone (a cluster
@@ -73,12 +76,16 @@ func OwnedKinds() []client.Object {
 // owns there for the zone (the zone's cache): an observation that lists
 // nothing else. An error means the state is unknown: the caller must then
 // neither apply nor prune.
-func Observe(ctx context.Context, owned client.Reader, mesh, zone string) (*Live, error) {
+//
+// staticEntries says whether the mesh may plan ClusterStaticEntries in the
+// zone; if not, and the zone's cache does not watch them, they are read
+// only if the zone holds some that the operator owns (CachedReader.Holds).
+func Observe(ctx context.Context, owned client.Reader, mesh, zone string, staticEntries bool) (*Live, error) {
 	// The cache's objects are read without a deep copy (a pass at 200
 	// zones reads 39,800 of them): Live is read-only, and written objects
 	// replace entries of its slices, never fields of cached objects.
 	if cached, ok := owned.(CachedReader); ok {
-		return observeCached(ctx, cached, mesh, zone)
+		return observeCached(ctx, cached, mesh, zone, staticEntries)
 	}
 	zoneLabels := client.MatchingLabels(OwnedLabels(zone))
 	var federated spirev1alpha1.ClusterFederatedTrustDomainList
@@ -102,10 +109,13 @@ func Observe(ctx context.Context, owned client.Reader, mesh, zone string) (*Live
 // cache of owned objects).
 type CachedReader interface {
 	CachedObjects(ctx context.Context, obj client.Object) ([]any, error)
+	// Holds says whether the zone may hold objects of obj's kind (list
+	// is a list of that kind) that the operator owns for the zone.
+	Holds(ctx context.Context, obj client.Object, list client.ObjectList) (bool, error)
 }
 
 // observeCached is Observe from the objects a cache holds.
-func observeCached(ctx context.Context, owned CachedReader, mesh, zone string) (*Live, error) {
+func observeCached(ctx context.Context, owned CachedReader, mesh, zone string, staticEntries bool) (*Live, error) {
 	live := &Live{mesh: mesh, zone: zone}
 	zoneLabels := OwnedLabels(zone)
 	meshLabels := map[string]string{plan.LabelManagedBy: plan.ManagedBy, plan.LabelMesh: mesh, plan.LabelZone: zone}
@@ -125,6 +135,15 @@ func observeCached(ctx context.Context, owned CachedReader, mesh, zone string) (
 	for _, object := range ids {
 		if id, ok := object.(*spirev1alpha1.ClusterSPIFFEID); ok && hasLabels(id.Labels, meshLabels) {
 			live.SPIFFEIDs = append(live.SPIFFEIDs, id)
+		}
+	}
+	if !staticEntries {
+		held, err := owned.Holds(ctx, &spirev1alpha1.ClusterStaticEntry{}, &spirev1alpha1.ClusterStaticEntryList{})
+		if err != nil {
+			return nil, fmt.Errorf("listing ClusterStaticEntries: %w", err)
+		}
+		if !held {
+			return live, nil
 		}
 	}
 	static, err := owned.CachedObjects(ctx, &spirev1alpha1.ClusterStaticEntry{})
@@ -253,6 +272,9 @@ type Result struct {
 	// pass because a ClusterSPIFFEID still federated with their trust
 	// domain when this pass began.
 	Deferred int
+	// Settled says the result is that of an earlier apply to the same
+	// objects (Settled), reused without comparing them.
+	Settled bool
 }
 
 // Diff is what it takes to make a zone's cluster hold a zone plan.
@@ -285,24 +307,8 @@ func (d Diff) Empty() bool { return len(d.Writes) == 0 && len(d.Deletes) == 0 }
 // one the plan keeps.
 func ComputeDiff(live *Live, zonePlan *plan.ZonePlan) Diff {
 	diff := Diff{Conflicts: map[string]string{}, Current: map[string]bool{}}
-	diff.Writes = append(diff.Writes, changed(live.SPIFFEIDs, zonePlan.SPIFFEIDs, func(current, desired *spirev1alpha1.ClusterSPIFFEID) bool {
-		// federatesWith (a peer per zone of the mesh) is compared first
-		// and apart: reflection over it dominated a large mesh's diff.
-		currentSpec, desiredSpec := current.Spec, desired.Spec
-		if !slices.Equal(currentSpec.FederatesWith, desiredSpec.FederatesWith) {
-			return false
-		}
-		currentSpec.FederatesWith, desiredSpec.FederatesWith = nil, nil
-		return equality.Semantic.DeepEqual(currentSpec, desiredSpec)
-	})...)
-	diff.Writes = append(diff.Writes, changed(live.StaticEntries, zonePlan.StaticEntries, func(current, desired *spirev1alpha1.ClusterStaticEntry) bool {
-		currentSpec, desiredSpec := current.Spec, desired.Spec
-		if !slices.Equal(currentSpec.FederatesWith, desiredSpec.FederatesWith) {
-			return false
-		}
-		currentSpec.FederatesWith, desiredSpec.FederatesWith = nil, nil
-		return equality.Semantic.DeepEqual(currentSpec, desiredSpec)
-	})...)
+	diff.Writes = append(diff.Writes, changed(live.SPIFFEIDs, zonePlan.SPIFFEIDs, sameSPIFFEIDSpec)...)
+	diff.Writes = append(diff.Writes, changed(live.StaticEntries, zonePlan.StaticEntries, sameStaticEntrySpec)...)
 
 	others := live.notOwned()
 	var federated []*spirev1alpha1.ClusterFederatedTrustDomain
@@ -390,7 +396,9 @@ func (a *Applier) Apply(ctx context.Context, c client.Client, live *Live, zonePl
 	if live.settled != nil && live.settled.plannedSame(zonePlan) {
 		// The same live objects and the same planned ones as an apply
 		// that found nothing to do (Settled).
-		return live.settled.result, nil
+		result := live.settled.result
+		result.Settled = true
+		return result, nil
 	}
 	if NeedsForeign(live, zonePlan) {
 		if err := live.ReadForeign(ctx, c); err != nil {
@@ -582,6 +590,29 @@ func canonicalForm(trustDomain, bundleJSON string) string {
 		return ""
 	}
 	return string(canonical)
+}
+
+// sameSPIFFEIDSpec compares two ClusterSPIFFEIDs' specs. federatesWith (a
+// peer per zone of the mesh) is compared first and apart: reflection over
+// it dominated a large mesh's diff.
+func sameSPIFFEIDSpec(current, desired *spirev1alpha1.ClusterSPIFFEID) bool {
+	currentSpec, desiredSpec := current.Spec, desired.Spec
+	if !slices.Equal(currentSpec.FederatesWith, desiredSpec.FederatesWith) {
+		return false
+	}
+	currentSpec.FederatesWith, desiredSpec.FederatesWith = nil, nil
+	return equality.Semantic.DeepEqual(currentSpec, desiredSpec)
+}
+
+// sameStaticEntrySpec compares two ClusterStaticEntries' specs, as
+// sameSPIFFEIDSpec does.
+func sameStaticEntrySpec(current, desired *spirev1alpha1.ClusterStaticEntry) bool {
+	currentSpec, desiredSpec := current.Spec, desired.Spec
+	if !slices.Equal(currentSpec.FederatesWith, desiredSpec.FederatesWith) {
+		return false
+	}
+	currentSpec.FederatesWith, desiredSpec.FederatesWith = nil, nil
+	return equality.Semantic.DeepEqual(currentSpec, desiredSpec)
 }
 
 func hasLabels(current, desired map[string]string) bool {

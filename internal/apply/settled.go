@@ -78,10 +78,18 @@ func (l *Live) Resume(settled *Settled) bool {
 	return true
 }
 
-// plannedSame says whether zonePlan holds the very objects settled compared.
+// plannedSame says whether zonePlan holds the very
+// ClusterFederatedTrustDomains settled compared (one per peer; the planner
+// reuses those that did not change), and equal identities (a few per
+// zone, built again by every plan).
 func (s *Settled) plannedSame(zonePlan *plan.ZonePlan) bool {
-	return zonePlan != nil && slices.Equal(s.federated, zonePlan.FederatedTrustDomains) && slices.Equal(s.ids, zonePlan.SPIFFEIDs) &&
-		slices.Equal(s.static, zonePlan.StaticEntries) && slices.Equal(s.keep, zonePlan.KeepFederatedTrustDomains)
+	return zonePlan != nil && slices.Equal(s.federated, zonePlan.FederatedTrustDomains) && slices.Equal(s.keep, zonePlan.KeepFederatedTrustDomains) &&
+		slices.EqualFunc(s.ids, zonePlan.SPIFFEIDs, func(settled, planned *spirev1alpha1.ClusterSPIFFEID) bool {
+			return settled == planned || (settled.Name == planned.Name && maps.Equal(settled.Labels, planned.Labels) && sameSPIFFEIDSpec(settled, planned))
+		}) &&
+		slices.EqualFunc(s.static, zonePlan.StaticEntries, func(settled, planned *spirev1alpha1.ClusterStaticEntry) bool {
+			return settled == planned || (settled.Name == planned.Name && maps.Equal(settled.Labels, planned.Labels) && sameStaticEntrySpec(settled, planned))
+		})
 }
 
 // objects are live's objects, of every kind.

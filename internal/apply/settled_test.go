@@ -56,6 +56,18 @@ func TestSettled(t *testing.T) {
 		if err != nil || !result.Current["b.example"] || result.Writes != 0 {
 			t.Errorf("result %+v, error %v", result, err)
 		}
+		if !result.Settled {
+			t.Error("the result does not say it was reused")
+		}
+		// The planner builds identities again on every pass.
+		rebuilt := &plan.ZonePlan{Zone: "a", FederatedTrustDomains: zonePlan.FederatedTrustDomains, SPIFFEIDs: []*spirev1alpha1.ClusterSPIFFEID{held.DeepCopy()}}
+		if !settled.plannedSame(rebuilt) {
+			t.Error("an equal identity built again is another plan")
+		}
+		rebuilt.SPIFFEIDs[0].Spec.FederatesWith = []string{"b.example"}
+		if settled.plannedSame(rebuilt) {
+			t.Error("an identity with another federatesWith is the same plan")
+		}
 		if Settle(live, zonePlan, result, nil) != settled {
 			t.Error("a resumed apply is remembered again")
 		}

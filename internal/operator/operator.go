@@ -243,7 +243,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, config *rest.Config, opts Opti
 		ProbeInterval: opts.ZoneProbeInterval,
 		Log:           ctrl.Log.WithName("zones"),
 		OwnedLabels:   apply.OwnedLabels,
-		OwnedKinds:    apply.OwnedKinds(),
+		OwnedKinds:    apply.WatchedKinds(),
 	})
 	if err := mgr.Add(zoneRegistry); err != nil {
 		return fmt.Errorf("adding zone registry: %w", err)

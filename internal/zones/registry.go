@@ -14,19 +14,15 @@ import (
 	"net/http"
 	"sync"
 	"time"
-	"unique"
 
 	"github.com/go-logr/logr"
-	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -69,8 +65,9 @@ type Options struct {
 	// owns in a zone's cluster for that zone; Zone.Owned caches only
 	// those. Nil: Zone.Owned reads through Zone.Client, uncached.
 	OwnedLabels func(zone string) map[string]string
-	// OwnedKinds are the kinds of those objects: their watches start as
+	// OwnedKinds are the kinds of those objects whose watches start as
 	// soon as the zone connects, so that the first read finds them synced.
+	// The watch of another kind starts on its first read.
 	OwnedKinds []client.Object
 }
 
@@ -294,21 +291,6 @@ func (r *Registry) stopWatches(zone *Zone) {
 	}
 }
 
-// unavailableReader is the reader of a zone whose watches are stopped.
-type unavailableReader struct{ zone string }
-
-func (u unavailableReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
-	return u.err()
-}
-
-func (u unavailableReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
-	return u.err()
-}
-
-func (u unavailableReader) err() error {
-	return fmt.Errorf("the cache of zone %s is stopped while its API server does not answer", u.zone)
-}
-
 // refreshOwned replaces the zone's cache of owned objects with a new one,
 // which lists them again.
 func (r *Registry) refreshOwned(zone *Zone) {
@@ -320,123 +302,6 @@ func (r *Registry) refreshOwned(zone *Zone) {
 	zone.mu.Lock()
 	defer zone.mu.Unlock()
 	r.startOwned(zone, owned)
-}
-
-// ownedCache reads the operator's own objects in a zone's cluster: a
-// label-filtered cache, or the uncached client when the registry has no
-// OwnedLabels.
-type ownedCache struct {
-	client.Reader
-	cache cache.Cache
-}
-
-// ownedSyncTimeout bounds the first read of a kind from a zone's cache
-// (the informer's initial list): an unreachable zone fails the read
-// instead of holding the reconcile.
-const ownedSyncTimeout = 10 * time.Second
-
-// newOwnedCache builds the cache of the objects the operator owns in a
-// zone's cluster for that zone: only objects with the zone's ownership
-// labels are listed and watched, and their managedFields are dropped. name
-// is the registry name: a cluster of a nested or HA trust domain holds the
-// objects of its zone (ZoneOf), labelled with the zone's name.
-func (r *Registry) newOwnedCache(config *rest.Config, watchClient *http.Client, zoneClient client.Client, name string) (ownedCache, error) {
-	zone := ZoneOf(name)
-	if r.opts.OwnedLabels == nil {
-		return ownedCache{Reader: zoneClient}, nil
-	}
-	zoneCache, err := cache.New(config, cache.Options{
-		Scheme:               r.opts.Scheme,
-		HTTPClient:           watchClient,
-		Mapper:               zoneClient.RESTMapper(),
-		DefaultLabelSelector: labels.SelectorFromSet(r.opts.OwnedLabels(zone)),
-		DefaultTransform:     ownedTransform(),
-	})
-	if err != nil {
-		return ownedCache{}, err
-	}
-	return ownedCache{Reader: timedReader{zoneCache}, cache: zoneCache}, nil
-}
-
-// ownedTransform strips what the operator does not read from the objects
-// a zone's cache holds: their managedFields, and the copies of a bundle.
-// Every ClusterFederatedTrustDomain of a peer carries the same bundle (199
-// copies of each zone's at 200 zones, 160 MB in all): the cache keeps one
-// (unique.Make), which the planner's bundle of that zone is too, so that
-// comparing them is comparing two pointers. The other strings a peer's
-// objects repeat (labels, trust domain, endpoint) are kept once too.
-func ownedTransform() toolscache.TransformFunc {
-	stripManagedFields := cache.TransformStripManagedFields()
-	return func(in any) (any, error) {
-		out, err := stripManagedFields(in)
-		if err != nil {
-			return out, err
-		}
-		if object, ok := out.(metav1.Object); ok && len(object.GetLabels()) > 0 {
-			object.SetLabels(internLabels(object.GetLabels()))
-		}
-		if federated, ok := out.(*spirev1alpha1.ClusterFederatedTrustDomain); ok {
-			spec := &federated.Spec
-			spec.TrustDomainBundle = intern(spec.TrustDomainBundle)
-			spec.TrustDomain = intern(spec.TrustDomain)
-			spec.BundleEndpointURL = intern(spec.BundleEndpointURL)
-			spec.BundleEndpointProfile.Type = spirev1alpha1.BundleEndpointProfileType(intern(string(spec.BundleEndpointProfile.Type)))
-			spec.BundleEndpointProfile.EndpointSPIFFEID = intern(spec.BundleEndpointProfile.EndpointSPIFFEID)
-			spec.ClassName = intern(spec.ClassName)
-		}
-		return out, nil
-	}
-}
-
-// intern returns the one copy of s that the process keeps.
-func intern(s string) string { return unique.Make(s).Value() }
-
-// internLabels copies labels with interned keys and values.
-func internLabels(labels map[string]string) map[string]string {
-	interned := make(map[string]string, len(labels))
-	for key, value := range labels {
-		interned[intern(key)] = intern(value)
-	}
-	return interned
-}
-
-// timedReader bounds every read of a cache by ownedSyncTimeout: the first
-// read of a kind waits for the initial list.
-type timedReader struct{ reader cache.Cache }
-
-// CachedObjects returns the objects of obj's kind that the cache holds,
-// the cache's own, neither copied nor filtered: every object of the cache
-// is one the operator owns for the zone. A pass reads them all (39,800 at
-// 200 zones), and a List would copy each. They must not be modified.
-func (t timedReader) CachedObjects(ctx context.Context, obj client.Object) ([]any, error) {
-	ctx, cancel := context.WithTimeout(ctx, ownedSyncTimeout)
-	defer cancel()
-	informer, err := t.reader.GetInformer(ctx, obj)
-	if err != nil {
-		return nil, err
-	}
-	indexed, ok := informer.(toolscache.SharedIndexInformer)
-	if !ok {
-		return nil, fmt.Errorf("the cache's informer of %T is a %T, not an indexed informer", obj, informer)
-	}
-	if !indexed.HasSynced() {
-		// An informer of a cache that is not started (yet, or any more)
-		// is not waited for: its empty store is not what the zone holds.
-		return nil, &cache.ErrCacheNotStarted{}
-	}
-	return indexed.GetStore().List(), nil
-}
-
-func (t timedReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	ctx, cancel := context.WithTimeout(ctx, ownedSyncTimeout)
-	defer cancel()
-	return t.reader.Get(ctx, key, obj, opts...)
-}
-
-func (t timedReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	ctx, cancel := context.WithTimeout(ctx, ownedSyncTimeout)
-	defer cancel()
-	return t.reader.List(ctx, list, opts...)
 }
 
 // EnsureWatch makes sure a watch of the given kind runs in a connected
