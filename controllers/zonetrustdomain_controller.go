@@ -171,7 +171,7 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	// The pass acted on this generation.
 	zone.Status.ObservedGeneration = zone.Generation
 	ctrl.LoggerFrom(ctx).V(1).Info("Reconciled zone", "ready", meta.IsStatusConditionTrue(zone.Status.Conditions, spirefedv1alpha1.ReadyCondition), "nextFetch", nextFetch)
-	next := min(nextFetch, r.ResyncInterval)
+	next := min(nextFetch, bundle.Jitter(r.ResyncInterval))
 	if nextSpire > 0 {
 		next = min(next, nextSpire)
 	}

@@ -54,7 +54,9 @@ func (r *ZoneTrustDomainReconciler) reconcileFetch(ctx context.Context, zone *sp
 	}
 	// The endpoint is read again at the zone's resync at the latest: an
 	// outage shows within a resync, not only at the next refresh hint.
-	next := min(r.fetch(ctx, zone, endpoint, trust, interval), r.ResyncInterval)
+	// Spread: 200 zones created together would otherwise be fetched in
+	// the same second of every minute.
+	next := min(r.fetch(ctx, zone, endpoint, trust, interval), bundle.Jitter(r.ResyncInterval))
 	r.fetches.Record(zone.Name, inputs, fetchOutcome(zone), now, next)
 	return next, nil
 }

@@ -40,21 +40,22 @@ func (s Schedule) Interval(specHint *metav1.Duration, current *spirefedv1alpha1.
 
 // AfterFailure is when to fetch again after a failed or refused fetch.
 func (s Schedule) AfterFailure(interval time.Duration) time.Duration {
-	return jitter(min(interval, s.RetryInterval))
+	return Jitter(min(interval, s.RetryInterval))
 }
 
 // AfterSuccess is when to fetch again after accepting fetched: its own
 // refresh hint (clamped), or interval when it has none.
 func (s Schedule) AfterSuccess(fetched *spiffebundle.Bundle, interval time.Duration) time.Duration {
-	return jitter(ClampRefreshHint(fetched, interval, s.MinInterval, s.MaxInterval))
+	return Jitter(ClampRefreshHint(fetched, interval, s.MinInterval, s.MaxInterval))
 }
 
 func (s Schedule) clamp(interval time.Duration) time.Duration {
 	return min(max(interval, s.MinInterval), s.MaxInterval)
 }
 
-// jitter spreads fetches by up to a tenth of the interval, earlier.
-func jitter(interval time.Duration) time.Duration {
+// Jitter spreads fetches and resyncs by up to a tenth of the interval,
+// earlier: zones created together do not come due together.
+func Jitter(interval time.Duration) time.Duration {
 	if interval <= 0 {
 		return interval
 	}

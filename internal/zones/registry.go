@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -413,6 +414,13 @@ func (r *Registry) resolveAccess(ctx context.Context, zone *spirefedv1alpha1.Zon
 // probeLoop probes the zone periodically and enqueues it when the result
 // changes from what was last seen, by this loop or by the reconciler.
 func (r *Registry) probeLoop(ctx context.Context, zone *Zone) {
+	// Zones connected together (at start, 200 of them) are probed apart,
+	// not in one burst every interval.
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(rand.N(r.opts.ProbeInterval)):
+	}
 	ticker := time.NewTicker(r.opts.ProbeInterval)
 	defer ticker.Stop()
 	var failingSince time.Time
