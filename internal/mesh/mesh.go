@@ -6,7 +6,6 @@
 package mesh
 
 import (
-	"slices"
 	"unique"
 
 	"github.com/spirefed/spire-federation-operator/internal/apply"
@@ -107,25 +106,10 @@ func PlanInput(mesh *spirefedv1alpha1.FederationMesh, members Members, observed 
 // sequence of federated bundles.
 func HoldsCurrent(held map[string]spireaccess.HeldBundle, peer *spirefedv1alpha1.ZoneTrustDomain) bool {
 	bundle, ok := held[peer.Spec.TrustDomain]
-	current := peer.Status.Bundle
-	if !ok || current == nil {
+	if !ok || peer.Status.Bundle == nil {
 		return false
 	}
-	fingerprints := make([]string, 0, len(current.X509Authorities))
-	for _, authority := range current.X509Authorities {
-		fingerprints = append(fingerprints, authority.SHA256Fingerprint)
-	}
-	// An authority the operator dropped (outside its validity) that the
-	// server fetched from the endpoint itself does not count against it.
-	dropped := map[string]bool{}
-	for _, authority := range current.DroppedX509Authorities {
-		dropped[authority.SHA256Fingerprint] = true
-	}
-	bundle.X509Fingerprints = slices.DeleteFunc(slices.Clone(bundle.X509Fingerprints), func(fingerprint string) bool { return dropped[fingerprint] })
-	if !bundle.Holds(fingerprints) {
-		return false
-	}
-	return current.Source != spirefedv1alpha1.BundleSourceEndpoint || bundle.HoldsJWTKeys(current.JWTAuthorityKeyIDs)
+	return newCurrentAuthorities(peer.Status.Bundle).heldBy(bundle)
 }
 
 // Written says whether the trusting zone holds the pair's current

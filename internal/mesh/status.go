@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,27 +107,32 @@ func ClearPairs(mesh *spirefedv1alpha1.FederationMesh) {
 // SetPairs reports every directed pair the plan demands and counts them by
 // state. A pair keeps its lastTransitionTime while its state holds.
 func SetPairs(mesh *spirefedv1alpha1.FederationMesh, members Members, zonePlan plan.Plan, observed *Observation, now time.Time) {
-	previous := map[plan.Link]spirefedv1alpha1.PairStatus{}
+	previous := make(map[plan.Link]spirefedv1alpha1.PairStatus, len(mesh.Status.Pairs))
 	for _, pair := range mesh.Status.Pairs {
 		previous[plan.Link{From: pair.From, To: pair.To}] = pair
 	}
-	gated := map[plan.Link]bool{}
+	gated := make(map[plan.Link]bool, len(zonePlan.Gated))
 	for _, link := range zonePlan.Gated {
 		gated[link] = true
 	}
+	peers := peerFactsOf(members)
+	var trusting trustingFacts
 	mesh.Status.Pairs = make([]spirefedv1alpha1.PairStatus, 0, len(zonePlan.Links))
-	totals := map[spirefedv1alpha1.PairState]int32{}
-	for _, link := range zonePlan.Links {
-		pair := PairStatus(members, observed, link, gated[link])
+	for i, link := range zonePlan.Links {
+		// The links come sorted by trusting zone, so its facts are worked
+		// out once per zone (and anew at every change, were they not).
+		if i == 0 || link.From != trusting.name {
+			trusting = newTrustingFacts(observed, link.From)
+		}
+		pair := judgePair(&trusting, peers[link.To], link, gated[link])
 		if old, ok := previous[link]; ok && old.State == pair.State {
 			pair.LastTransitionTime = old.LastTransitionTime
 		} else {
 			pair.LastTransitionTime = metav1.NewTime(now)
 		}
-		totals[pair.State]++
 		mesh.Status.Pairs = append(mesh.Status.Pairs, pair)
 	}
-	mesh.Status.PairTotals = totals
+	mesh.Status.PairTotals = countStates(mesh.Status.Pairs)
 	mesh.Status.OmittedPairs = 0
 	summarizeZones(mesh)
 }
@@ -162,16 +168,39 @@ func BoundPairs(mesh *spirefedv1alpha1.FederationMesh) []spirefedv1alpha1.PairSt
 	return all
 }
 
+// countStates counts pairs by state. Neighbouring pairs mostly share their
+// state, so it adds up each run of one state and updates the map once per
+// run rather than once per pair (a pass judges tens of thousands).
+func countStates(pairs []spirefedv1alpha1.PairStatus) map[spirefedv1alpha1.PairState]int32 {
+	totals := map[spirefedv1alpha1.PairState]int32{}
+	for i := 0; i < len(pairs); {
+		state, run := pairs[i].State, int32(0)
+		for ; i < len(pairs) && pairs[i].State == state; i++ {
+			run++
+		}
+		totals[state] += run
+	}
+	return totals
+}
+
 // summarizeZones counts, for every member zone, the pairs in which it
-// trusts a peer and how many of them are established.
+// trusts a peer and how many of them are established. The pairs of one
+// trusting zone are neighbours, so it adds up each run of them and updates
+// the maps once per run rather than once per pair.
 func summarizeZones(mesh *spirefedv1alpha1.FederationMesh) {
 	peers := map[string]int32{}
 	established := map[string]int32{}
-	for _, pair := range mesh.Status.Pairs {
-		peers[pair.From]++
-		if Established(pair) {
-			established[pair.From]++
+	pairs := mesh.Status.Pairs
+	for i := 0; i < len(pairs); {
+		from, run, runEstablished := pairs[i].From, int32(0), int32(0)
+		for ; i < len(pairs) && pairs[i].From == from; i++ {
+			run++
+			if Established(pairs[i]) {
+				runEstablished++
+			}
 		}
+		peers[from] += run
+		established[from] += runEstablished
 	}
 	for i := range mesh.Status.Zones {
 		name := mesh.Status.Zones[i].Name
@@ -181,67 +210,68 @@ func summarizeZones(mesh *spirefedv1alpha1.FederationMesh) {
 
 // PairStatus says where one directed pair stands.
 func PairStatus(members Members, observed *Observation, link plan.Link, gated bool) spirefedv1alpha1.PairStatus {
+	trusting := newTrustingFacts(observed, link.From)
+	return judgePair(&trusting, newPeerFacts(members[link.To]), link, gated)
+}
+
+// judgePair says where the pair link stands, from the facts of its
+// trusting zone and its peer.
+func judgePair(trusting *trustingFacts, peer *peerFacts, link plan.Link, gated bool) spirefedv1alpha1.PairStatus {
 	pair := spirefedv1alpha1.PairStatus{From: link.From, To: link.To}
-	peer := members[link.To]
-	peerTrustDomain := peer.Spec.TrustDomain
-	set := func(state spirefedv1alpha1.PairState, reason, message string) spirefedv1alpha1.PairStatus {
-		pair.State, pair.Reason, pair.Message = state, reason, message
-		return pair
-	}
-	if why, ok := observed.Unreachable[link.From]; ok {
-		return set(spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.ReasonUnreachable, fmt.Sprintf("Zone %s cannot be reached: %s", link.From, status.Brief(why)))
+	if trusting.unreachable {
+		return judged(pair, spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.ReasonUnreachable, trusting.unreachableMessage)
 	}
 	if gated {
-		return set(spirefedv1alpha1.PairGated, spirefedv1alpha1.ReasonPeerBundleUnknown, fmt.Sprintf("The bundle of %s is not known yet; nothing is written", peerTrustDomain))
+		return judged(pair, spirefedv1alpha1.PairGated, spirefedv1alpha1.ReasonPeerBundleUnknown, peer.gatedMessage)
 	}
-	if message, ok := observed.Applied[link.From].Conflicts[peerTrustDomain]; ok {
-		return set(spirefedv1alpha1.PairConflict, spirefedv1alpha1.ReasonConflict, message)
+	if message, ok := trusting.applied.Conflicts[peer.trustDomain]; ok {
+		return judged(pair, spirefedv1alpha1.PairConflict, spirefedv1alpha1.ReasonConflict, message)
 	}
-	if err, failed := observed.ApplyErrors[link.From]; failed && !observed.Applied[link.From].Current[peerTrustDomain] {
-		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonApplyFailed, status.Brief(err.Error()))
+	if trusting.applyFailed && !trusting.applied.Current[peer.trustDomain] {
+		return judged(pair, spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonApplyFailed, status.Brief(trusting.applyError.Error()))
 	}
-	if peer.Status.Bundle != nil {
-		pair.PeerSequence = peer.Status.Bundle.Sequence
-		for _, authority := range peer.Status.Bundle.X509Authorities {
-			pair.PeerX509Fingerprints = append(pair.PeerX509Fingerprints, authority.SHA256Fingerprint)
-		}
+	if peer.bundle != nil {
+		pair.PeerSequence = peer.bundle.Sequence
+		pair.PeerX509Fingerprints = peer.fingerprints
 	}
-	if fetched := meta.FindStatusCondition(peer.Status.Conditions, spirefedv1alpha1.BundleFetchedCondition); fetched == nil || fetched.Status != metav1.ConditionTrue {
-		reason := "not fetched yet"
-		if fetched != nil {
-			reason = fetched.Reason + ": " + status.Brief(fetched.Message)
-		}
-		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonPeerBundleNotRefreshed,
-			fmt.Sprintf("%s holds the last good bundle of %s, which cannot be refreshed (%s)", link.From, peerTrustDomain, reason))
+	if !peer.refreshed {
+		return judged(pair, spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonPeerBundleNotRefreshed,
+			link.From+" holds the last good bundle of "+peer.trustDomain+", which cannot be refreshed ("+peer.notRefreshed+")")
 	}
-	return spirePairState(members, observed, link, set)
+	return spirePairState(trusting, peer, pair)
+}
+
+// judged sets a pair's state, reason and message. The messages are built
+// by concatenation rather than fmt.Sprintf: SetPairs builds one per pair.
+func judged(pair spirefedv1alpha1.PairStatus, state spirefedv1alpha1.PairState, reason, message string) spirefedv1alpha1.PairStatus {
+	pair.State, pair.Reason, pair.Message = state, reason, message
+	return pair
 }
 
 // spirePairState judges a pair whose ClusterFederatedTrustDomain is written
 // and current by what the trusting zone's SPIRE server holds.
-func spirePairState(members Members, observed *Observation, link plan.Link, set func(spirefedv1alpha1.PairState, string, string) spirefedv1alpha1.PairStatus) spirefedv1alpha1.PairStatus {
-	peer := members[link.To]
-	peerTrustDomain := peer.Spec.TrustDomain
-	if why, failed := observed.SpireErrors[link.From]; failed {
-		return set(spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.ReasonSpireUnreachable,
-			fmt.Sprintf("The ClusterFederatedTrustDomain for %s in %s is current, but the zone's SPIRE server cannot be read: %s", peerTrustDomain, link.From, status.Brief(why)))
+func spirePairState(trusting *trustingFacts, peer *peerFacts, pair spirefedv1alpha1.PairStatus) spirefedv1alpha1.PairStatus {
+	from, peerTrustDomain := trusting.name, peer.trustDomain
+	if trusting.spireFailed {
+		return judged(pair, spirefedv1alpha1.PairUnreachable, spirefedv1alpha1.ReasonSpireUnreachable,
+			"The ClusterFederatedTrustDomain for "+peerTrustDomain+" in "+from+" is current, but the zone's SPIRE server cannot be read: "+trusting.spireError)
 	}
-	held, read := observed.SpireHeld[link.From]
-	if !read {
-		return set(spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonSpireNotObserved,
-			fmt.Sprintf("The ClusterFederatedTrustDomain for %s in %s is current; SPIRE is not observed (set spire.serverAccess on zone %s)", peerTrustDomain, link.From, link.From))
+	if !trusting.spireRead {
+		return judged(pair, spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonSpireNotObserved,
+			"The ClusterFederatedTrustDomain for "+peerTrustDomain+" in "+from+" is current; SPIRE is not observed (set spire.serverAccess on zone "+from+")")
 	}
-	bundle, holds := held[peerTrustDomain]
+	bundle, holds := trusting.held[peerTrustDomain]
 	switch {
 	case !holds:
-		return set(spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonWaitingForSpire,
-			fmt.Sprintf("The SPIRE server of %s holds no bundle of %s yet", link.From, peerTrustDomain))
-	case !HoldsCurrent(held, peer):
-		return set(spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonSpireBundleOutdated,
-			fmt.Sprintf("The SPIRE server of %s holds other authorities of %s than the current ones (%d X.509, %d JWT); the operator asks it to refresh", link.From, peerTrustDomain, len(bundle.X509Fingerprints), len(bundle.JWTKeyIDs)))
+		return judged(pair, spirefedv1alpha1.PairPending, spirefedv1alpha1.ReasonWaitingForSpire,
+			"The SPIRE server of "+from+" holds no bundle of "+peerTrustDomain+" yet")
+	case !peer.authorities.heldBy(bundle):
+		return judged(pair, spirefedv1alpha1.PairStale, spirefedv1alpha1.ReasonSpireBundleOutdated,
+			"The SPIRE server of "+from+" holds other authorities of "+peerTrustDomain+" than the current ones ("+
+				strconv.Itoa(len(bundle.X509Fingerprints))+" X.509, "+strconv.Itoa(len(bundle.JWTKeyIDs))+" JWT); the operator asks it to refresh")
 	}
-	return set(spirefedv1alpha1.PairConverged, spirefedv1alpha1.ReasonBundleHeld,
-		fmt.Sprintf("The SPIRE server of %s holds the current bundle of %s", link.From, peerTrustDomain))
+	return judged(pair, spirefedv1alpha1.PairConverged, spirefedv1alpha1.ReasonBundleHeld,
+		"The SPIRE server of "+from+" holds the current bundle of "+peerTrustDomain)
 }
 
 // Settling says whether a pair waits for something that happens without a
@@ -267,18 +297,26 @@ func unobserved(pair spirefedv1alpha1.PairStatus) bool {
 	return pair.State == spirefedv1alpha1.PairPending && pair.Reason == spirefedv1alpha1.ReasonSpireNotObserved
 }
 
-// describeProblemPairs names up to five pairs that are not established.
+// describeProblemPairs names the first five pairs that are not
+// established (sorted), and counts the others. Only those five are
+// formatted: while a large mesh comes up, tens of thousands are not
+// established.
 func describeProblemPairs(pairs []spirefedv1alpha1.PairStatus) string {
+	const named = 5
 	var problems []string
+	count := 0
 	for _, pair := range pairs {
-		if !Established(pair) {
+		if Established(pair) {
+			continue
+		}
+		count++
+		if len(problems) < named {
 			problems = append(problems, fmt.Sprintf("%s->%s %s (%s)", pair.From, pair.To, pair.State, pair.Reason))
 		}
 	}
 	more := ""
-	if len(problems) > 5 {
-		more = fmt.Sprintf(" and %d more", len(problems)-5)
-		problems = problems[:5]
+	if count > named {
+		more = fmt.Sprintf(" and %d more", count-named)
 	}
 	slices.Sort(problems)
 	return strings.Join(problems, ", ") + more
