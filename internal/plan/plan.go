@@ -5,15 +5,12 @@
 package plan
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"regexp"
 	"slices"
 	"strings"
 
 	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
 )
@@ -116,65 +113,21 @@ type Plan struct {
 // Compute plans a mesh. Its output depends only on its input, and not on
 // the order of Zones.
 func Compute(in Input) Plan {
-	byName := make(map[string]Zone, len(in.Zones))
-	names := make([]string, 0, len(in.Zones))
-	for _, zone := range in.Zones {
-		byName[zone.Name] = zone
-		names = append(names, zone.Name)
-	}
-	slices.Sort(names)
-
-	out := Plan{Links: Links(in.Topology, names), Zones: make(map[string]*ZonePlan, len(names))}
-	trusted := make(map[string][]string, len(names)) // zone -> peers it trusts, with a known bundle
-	for _, name := range names {
-		out.Zones[name] = &ZonePlan{Zone: name}
-	}
-	for _, link := range out.Links {
-		from, to := byName[link.From], byName[link.To]
-		if to.Bundle == "" {
-			out.Gated = append(out.Gated, link)
-			if in.Observed[link.From].PeersWithBundle[to.TrustDomain] {
-				// Already federated: keep it, and keep it in federatesWith.
-				zonePlan := out.Zones[link.From]
-				zonePlan.KeepFederatedTrustDomains = append(zonePlan.KeepFederatedTrustDomains, FederatedTrustDomainName(from.Name, to.TrustDomain))
-				trusted[link.From] = append(trusted[link.From], link.To)
-			}
-			continue
+	p := newPlanner(in)
+	for links := p.out.Links; len(links) > 0; {
+		// Links are sorted: those of one zone follow each other.
+		n := 1
+		for n < len(links) && links[n].From == links[0].From {
+			n++
 		}
-		zonePlan := out.Zones[link.From]
-		federated := previousFederatedTrustDomain(in.Previous, in.Mesh, from, to)
-		if federated == nil {
-			federated = federatedTrustDomain(in.Mesh, from, to)
-		}
-		zonePlan.FederatedTrustDomains = append(zonePlan.FederatedTrustDomains, federated)
-		trusted[link.From] = append(trusted[link.From], link.To)
+		p.planLinks(p.members[links[0].From], links[:n])
+		links = links[n:]
 	}
-	for _, name := range names {
-		zone := byName[name]
-		federatesWith := make([]string, 0, len(trusted[name]))
-		for _, peer := range trusted[name] {
-			peerTrustDomain := byName[peer].TrustDomain
-			if in.Observed[name].PeersWithBundle[peerTrustDomain] {
-				federatesWith = append(federatesWith, peerTrustDomain)
-			}
-		}
-		slices.Sort(federatesWith)
-		zonePlan := out.Zones[name]
-		for _, identity := range in.Identities {
-			switch {
-			case len(identity.Zones) > 0 && !slices.Contains(identity.Zones, name):
-			case identity.Static != nil:
-				zonePlan.StaticEntries = append(zonePlan.StaticEntries, clusterStaticEntry(in.Mesh, zone, identity, federatesWith))
-			default:
-				zonePlan.SPIFFEIDs = append(zonePlan.SPIFFEIDs, clusterSPIFFEID(in.Mesh, zone, identity, federatesWith))
-			}
-		}
-		slices.SortFunc(zonePlan.FederatedTrustDomains, func(a, b *spirev1alpha1.ClusterFederatedTrustDomain) int { return strings.Compare(a.Name, b.Name) })
-		slices.SortFunc(zonePlan.SPIFFEIDs, func(a, b *spirev1alpha1.ClusterSPIFFEID) int { return strings.Compare(a.Name, b.Name) })
-		slices.SortFunc(zonePlan.StaticEntries, func(a, b *spirev1alpha1.ClusterStaticEntry) int { return strings.Compare(a.Name, b.Name) })
-		slices.Sort(zonePlan.KeepFederatedTrustDomains)
+	for i, name := range p.names {
+		again := i > 0 && p.names[i-1] == name // a zone listed twice in Zones
+		p.planIdentities(p.members[name], again)
 	}
-	return out
+	return p.out
 }
 
 // Links lists the directed pairs a topology demands among members (sorted
@@ -228,51 +181,37 @@ func labels(mesh, zone string) map[string]string {
 	return map[string]string{LabelManagedBy: ManagedBy, LabelMesh: mesh, LabelZone: zone}
 }
 
-func federatedTrustDomain(mesh string, from, to Zone) *spirev1alpha1.ClusterFederatedTrustDomain {
-	objectLabels := labels(mesh, from.Name)
-	objectLabels[LabelPeer] = to.Name
+func federatedTrustDomain(mesh string, from, to *member) *spirev1alpha1.ClusterFederatedTrustDomain {
+	objectLabels := labels(mesh, from.zone.Name)
+	objectLabels[LabelPeer] = to.zone.Name
 	return &spirev1alpha1.ClusterFederatedTrustDomain{
 		TypeMeta:   metav1.TypeMeta{APIVersion: spireAPIVersion, Kind: "ClusterFederatedTrustDomain"},
-		ObjectMeta: metav1.ObjectMeta{Name: FederatedTrustDomainName(from.Name, to.TrustDomain), Labels: objectLabels},
+		ObjectMeta: metav1.ObjectMeta{Name: pairName(from, to), Labels: objectLabels},
 		Spec: spirev1alpha1.ClusterFederatedTrustDomainSpec{
-			TrustDomain:           to.TrustDomain,
-			BundleEndpointURL:     to.BundleEndpointURL,
-			BundleEndpointProfile: bundleEndpointProfile(to),
-			TrustDomainBundle:     to.Bundle,
-			ClassName:             from.ClassName,
+			TrustDomain:           to.zone.TrustDomain,
+			BundleEndpointURL:     to.zone.BundleEndpointURL,
+			BundleEndpointProfile: bundleEndpointProfile(&to.zone),
+			TrustDomainBundle:     to.zone.Bundle,
+			ClassName:             from.zone.ClassName,
 		},
 	}
 }
 
-// previousFederatedTrustDomain returns previous's ClusterFederatedTrustDomain
-// of the link from -> to if it is exactly what federatedTrustDomain would
-// build now, nil otherwise. A zone plan's objects are sorted by name.
-func previousFederatedTrustDomain(previous *Plan, mesh string, from, to Zone) *spirev1alpha1.ClusterFederatedTrustDomain {
-	if previous == nil || previous.Zones[from.Name] == nil {
-		return nil
-	}
-	objects := previous.Zones[from.Name].FederatedTrustDomains
-	name := FederatedTrustDomainName(from.Name, to.TrustDomain)
-	i, found := slices.BinarySearchFunc(objects, name, func(object *spirev1alpha1.ClusterFederatedTrustDomain, name string) int {
-		return strings.Compare(object.Name, name)
-	})
-	if !found {
-		return nil
-	}
-	object := objects[i]
-	spec, objectLabels := object.Spec, object.Labels
-	same := len(objectLabels) == 4 && objectLabels[LabelManagedBy] == ManagedBy && objectLabels[LabelMesh] == mesh &&
-		objectLabels[LabelZone] == from.Name && objectLabels[LabelPeer] == to.Name &&
-		spec.TrustDomain == to.TrustDomain && spec.BundleEndpointURL == to.BundleEndpointURL && spec.BundleEndpointProfile == bundleEndpointProfile(to) &&
-		spec.TrustDomainBundle == to.Bundle && spec.ClassName == from.ClassName
-	if !same {
-		return nil
-	}
-	return object
+// sameFederatedTrustDomain reports whether object, whose peer label names
+// to (the caller found it so), is exactly what federatedTrustDomain(mesh,
+// from, to) would build: the same name, labels and spec (its type meta is
+// that of every object the planner builds).
+func sameFederatedTrustDomain(object *spirev1alpha1.ClusterFederatedTrustDomain, mesh string, from, to *member) bool {
+	spec, objectLabels := &object.Spec, object.Labels
+	return spec.TrustDomain == to.zone.TrustDomain && spec.BundleEndpointURL == to.zone.BundleEndpointURL &&
+		spec.BundleEndpointProfile == bundleEndpointProfile(&to.zone) && spec.TrustDomainBundle == to.zone.Bundle && spec.ClassName == from.zone.ClassName &&
+		len(objectLabels) == 4 && objectLabels[LabelManagedBy] == ManagedBy && objectLabels[LabelMesh] == mesh &&
+		objectLabels[LabelZone] == from.zone.Name &&
+		hasPairName(object.Name, from, to)
 }
 
 // bundleEndpointProfile is how a peer's bundle endpoint is authenticated.
-func bundleEndpointProfile(to Zone) spirev1alpha1.BundleEndpointProfile {
+func bundleEndpointProfile(to *Zone) spirev1alpha1.BundleEndpointProfile {
 	profile := spirev1alpha1.BundleEndpointProfile{Type: spirev1alpha1.BundleEndpointProfileType(to.Profile)}
 	if to.Profile == string(spirefedv1alpha1.ProfileHTTPSSPIFFE) {
 		profile.EndpointSPIFFEID = to.EndpointSPIFFEID
@@ -325,42 +264,6 @@ func renderTrustDomain(template, trustDomain string) string {
 }
 
 var trustDomainPlaceholder = regexp.MustCompile(`\{\{\s*\.TrustDomain\s*\}\}`)
-
-// FederatedTrustDomainName is the stable name of the
-// ClusterFederatedTrustDomain by which zone trusts a peer trust domain:
-// "spirefed.<zone>.<td>" (a cluster may host several zones), or, when that
-// is not a valid name (an underscore, a label ending in '-', too long),
-// "spirefed.<zone>.<hash of td>".
-func FederatedTrustDomainName(zone, trustDomain string) string {
-	name := "spirefed." + zone + "." + trustDomain
-	if isDNS1123Subdomain(name) {
-		return name
-	}
-	sum := sha256.Sum256([]byte(trustDomain))
-	return "spirefed." + zone + "." + hex.EncodeToString(sum[:8])
-}
-
-// isDNS1123Subdomain is validation.IsDNS1123Subdomain without its regular
-// expression: the planner names every pair of a mesh (39,800 at 200
-// zones) on every pass.
-func isDNS1123Subdomain(name string) bool {
-	if len(name) == 0 || len(name) > validation.DNS1123SubdomainMaxLength {
-		return false
-	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || !alphanumeric(label[0]) || !alphanumeric(label[len(label)-1]) {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			if !alphanumeric(label[i]) && label[i] != '-' {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func alphanumeric(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
 // SPIFFEIDName is the name of the ClusterSPIFFEID (or ClusterStaticEntry)
 // of a mesh's identity in a zone.

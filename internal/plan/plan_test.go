@@ -1,7 +1,11 @@
 package plan
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -9,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	spirev1alpha1 "github.com/spiffe/spire-controller-manager/api/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	spirefedv1alpha1 "github.com/spirefed/spire-federation-operator/api/v1alpha1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func zone(name string, withBundle bool) Zone {
@@ -249,8 +254,33 @@ func TestFederatedTrustDomainName(t *testing.T) {
 	}
 }
 
+// TestFederatedTrustDomainNameAtTheLimits checks the name against its
+// definition with validation's regular expression, around the longest
+// valid name and with odd labels in the zone or the trust domain.
+func TestFederatedTrustDomainNameAtTheLimits(t *testing.T) {
+	t.Parallel()
+	zones := []string{"z", "zone-1", "a.b", "Z", "z-", "-z", "z_1", "z..1", "", strings.Repeat("z", 120)}
+	var trustDomains []string
+	for _, n := range []int{1, 100, 120, 121, 122, 123, 124, 125, 200, 243, 244, 245} {
+		trustDomains = append(trustDomains, strings.Repeat("t", n), strings.Repeat("t", n-1)+".", strings.Repeat("t", n)+"_")
+	}
+	for _, zone := range zones {
+		for _, trustDomain := range append(trustDomains, "", ".", "example.org", "a-.org", "ü.org") {
+			want := "spirefed." + zone + "." + trustDomain
+			if len(validation.IsDNS1123Subdomain(want)) > 0 {
+				sum := sha256.Sum256([]byte(trustDomain))
+				want = "spirefed." + zone + "." + hex.EncodeToString(sum[:8])
+			}
+			if got := FederatedTrustDomainName(zone, trustDomain); got != want {
+				t.Errorf("FederatedTrustDomainName(%q, %q) = %q, want %q", zone, trustDomain, got, want)
+			}
+		}
+	}
+}
+
 // BenchmarkCompute plans full meshes of 10, 100 and 1000 zones with one
-// identity (n*(n-1) ClusterFederatedTrustDomains).
+// identity (n*(n-1) ClusterFederatedTrustDomains), and, with
+// Input.Previous, of 200 zones (benchmarkComputeWithPrevious).
 func BenchmarkCompute(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		zones := make([]Zone, n)
@@ -270,6 +300,48 @@ func BenchmarkCompute(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				Compute(hub)
+			}
+		})
+	}
+	benchmarkComputeWithPrevious(b, 200)
+}
+
+// benchmarkComputeWithPrevious plans a full mesh of n zones as a pass does
+// in production: with Input.Previous set to the previous pass's plan.
+// "steady" plans the same input again (every ClusterFederatedTrustDomain
+// is reused); "rotated" plans it after one zone's bundle changed (the n-1
+// objects trusting that zone are built again); "steady-shuffled" is
+// "steady" with trust domains whose order is not that of the zones' names.
+func benchmarkComputeWithPrevious(b *testing.B, n int) {
+	zones := make([]Zone, n)
+	for i := range zones {
+		zones[i] = zone(fmt.Sprintf("z%04d", i), true)
+	}
+	input := Input{Mesh: "m", Topology: spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}, Identities: []spirefedv1alpha1.IdentityTemplate{identity}, Zones: zones, Observed: observedAll(zones...)}
+	rotated := input
+	rotated.Zones = slices.Clone(zones)
+	rotated.Zones[n/2].Bundle = strings.Replace(rotated.Zones[n/2].Bundle, "}", `,"spiffe_sequence":2}`, 1)
+	shuffled := input
+	shuffled.Zones = slices.Clone(zones)
+	for i, j := range rand.New(rand.NewPCG(1, 2)).Perm(n) {
+		shuffled.Zones[i].TrustDomain = zones[j].TrustDomain
+	}
+	shuffled.Observed = observedAll(shuffled.Zones...)
+	for _, bench := range []struct {
+		name           string
+		previous, next Input
+	}{
+		{"steady", input, input},
+		{"rotated", input, rotated},
+		{"steady-shuffled", shuffled, shuffled},
+	} {
+		previous := Compute(bench.previous)
+		next := bench.next
+		next.Previous = &previous
+		b.Run(fmt.Sprintf("FullMesh/zones=%d/previous=%s", n, bench.name), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Compute(next)
 			}
 		})
 	}
@@ -314,6 +386,331 @@ func TestIsDNS1123Subdomain(t *testing.T) {
 			t.Errorf("isDNS1123Subdomain(%q) = %v, validation says %v", name, got, want)
 		}
 	}
+}
+
+// TestComputeReusesOnlyEqualObjects plans a mesh again with the first
+// plan as Input.Previous after a change: the plan equals one made without
+// Previous, and the objects of the pairs the change touches are new, the
+// others reused.
+func TestComputeReusesOnlyEqualObjects(t *testing.T) {
+	t.Parallel()
+	a, b, c, d := zone("a", true), zone("b", true), zone("c", true), zone("d", true)
+	full := spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}
+	first := Compute(Input{Mesh: "m", Topology: full, Identities: []spirefedv1alpha1.IdentityTemplate{identity}, Zones: []Zone{a, b, c, d}, Observed: observedAll(a, b, c, d)})
+
+	renamed := b
+	renamed.TrustDomain = "b.elsewhere"
+	otherClass := a
+	otherClass.ClassName = "other"
+	web := c
+	web.Profile, web.EndpointSPIFFEID = "https_web", ""
+	ab := zone("ab", true) // sorts between a and b
+	noBundle := zone("b", false)
+	// tamper replaces, in a copy of the first plan, a's object for b.
+	tamper := func(change func(*spirev1alpha1.ClusterFederatedTrustDomain)) *Plan {
+		previous := Plan{Links: first.Links, Zones: maps.Clone(first.Zones)}
+		inA := *first.Zones["a"]
+		inA.FederatedTrustDomains = slices.Clone(inA.FederatedTrustDomains)
+		for i, object := range inA.FederatedTrustDomains {
+			if object.Labels[LabelPeer] == "b" {
+				inA.FederatedTrustDomains[i] = object.DeepCopy()
+				change(inA.FederatedTrustDomains[i])
+			}
+		}
+		previous.Zones["a"] = &inA
+		return &previous
+	}
+	nothing := func(zone, peer string) bool { return false }
+	for _, tc := range []struct {
+		name     string
+		mesh     string
+		zones    []Zone
+		previous *Plan
+		// isNew tells the pairs whose object must be new.
+		isNew func(zone, peer string) bool
+	}{
+		{name: "nothing changed", zones: []Zone{a, b, c, d}, isNew: nothing},
+		{name: "a zone joined, sorting first", zones: []Zone{zone("0", true), a, b, c, d}, isNew: func(zone, peer string) bool { return zone == "0" || peer == "0" }},
+		{name: "a zone joined, sorting between", zones: []Zone{a, ab, b, c, d}, isNew: func(zone, peer string) bool { return zone == "ab" || peer == "ab" }},
+		{name: "a zone joined, sorting last", zones: []Zone{a, b, c, d, zone("e", true)}, isNew: func(zone, peer string) bool { return zone == "e" || peer == "e" }},
+		{name: "a zone left", zones: []Zone{a, c, d}, isNew: nothing},
+		{name: "a zone's bundle is unknown: its links are gated", zones: []Zone{a, noBundle, c, d}, isNew: nothing},
+		{name: "a zone's trust domain renamed", zones: []Zone{a, renamed, c, d}, isNew: func(zone, peer string) bool { return peer == "b" }},
+		{name: "a zone's className changed", zones: []Zone{otherClass, b, c, d}, isNew: func(zone, peer string) bool { return zone == "a" }},
+		{name: "a zone's endpoint profile changed", zones: []Zone{a, b, web, d}, isNew: func(zone, peer string) bool { return peer == "c" }},
+		{name: "another mesh", mesh: "other", zones: []Zone{a, b, c, d}, isNew: func(zone, peer string) bool { return true }},
+		{
+			name: "a previous object with one more label", zones: []Zone{a, b, c, d},
+			previous: tamper(func(object *spirev1alpha1.ClusterFederatedTrustDomain) { object.Labels["extra"] = "x" }),
+			isNew:    func(zone, peer string) bool { return zone == "a" && peer == "b" },
+		},
+		{
+			name: "a previous object with another zone label", zones: []Zone{a, b, c, d},
+			previous: tamper(func(object *spirev1alpha1.ClusterFederatedTrustDomain) { object.Labels[LabelZone] = "c" }),
+			isNew:    func(zone, peer string) bool { return zone == "a" && peer == "b" },
+		},
+		{
+			name: "a previous object without the managed-by label", zones: []Zone{a, b, c, d},
+			previous: tamper(func(object *spirev1alpha1.ClusterFederatedTrustDomain) {
+				delete(object.Labels, LabelManagedBy)
+				object.Labels["other"] = ManagedBy
+			}),
+			isNew: func(zone, peer string) bool { return zone == "a" && peer == "b" },
+		},
+		{
+			name: "a previous object with another name", zones: []Zone{a, b, c, d},
+			previous: tamper(func(object *spirev1alpha1.ClusterFederatedTrustDomain) { object.Name += "x" }),
+			isNew:    func(zone, peer string) bool { return zone == "a" && peer == "b" },
+		},
+		{
+			name: "a previous object with another endpoint SPIFFE ID", zones: []Zone{a, b, c, d},
+			previous: tamper(func(object *spirev1alpha1.ClusterFederatedTrustDomain) {
+				object.Spec.BundleEndpointProfile.EndpointSPIFFEID = "spiffe://b.example/other"
+			}),
+			isNew: func(zone, peer string) bool { return zone == "a" && peer == "b" },
+		},
+		{
+			name: "a previous object for another peer", zones: []Zone{a, b, c, d},
+			previous: tamper(func(object *spirev1alpha1.ClusterFederatedTrustDomain) { object.Labels[LabelPeer] = "c" }),
+			isNew:    func(zone, peer string) bool { return zone == "a" && peer == "b" },
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mesh, previous := cmp.Or(tc.mesh, "m"), cmp.Or(tc.previous, &first)
+			now := Input{Mesh: mesh, Topology: full, Identities: []spirefedv1alpha1.IdentityTemplate{identity}, Zones: tc.zones, Observed: observedAll(a, b, c, d)}
+			fresh := Compute(now)
+			now.Previous = previous
+			reused := Compute(now)
+			if !reflect.DeepEqual(fresh, reused) {
+				t.Fatalf("a plan with Previous differs from one without:\n%+v\n%+v", fresh, reused)
+			}
+			shared := previousObjects(previous)
+			for name, zonePlan := range reused.Zones {
+				for _, object := range zonePlan.FederatedTrustDomains {
+					peer := object.Labels[LabelPeer]
+					if shared[object] == tc.isNew(name, peer) {
+						t.Errorf("zone %s, object %s (peer %s): reused %v", name, object.Name, peer, shared[object])
+					}
+				}
+			}
+		})
+	}
+}
+
+// previousObjects is the set of a plan's ClusterFederatedTrustDomains.
+func previousObjects(previous *Plan) map[*spirev1alpha1.ClusterFederatedTrustDomain]bool {
+	objects := map[*spirev1alpha1.ClusterFederatedTrustDomain]bool{}
+	for _, zonePlan := range previous.Zones {
+		for _, object := range zonePlan.FederatedTrustDomains {
+			objects[object] = true
+		}
+	}
+	return objects
+}
+
+// TestComputeMatchesReference compares Compute with referenceCompute, the
+// plain planner it replaced, on random small meshes: odd and shared trust
+// domains, gated links, zones listed twice, previous plans of other
+// inputs. They plan the same, and reuse the same objects of Previous
+// (when no two zones share a trust domain: then the reference could miss
+// an equal object).
+func TestComputeMatchesReference(t *testing.T) {
+	t.Parallel()
+	random := rand.New(rand.NewPCG(7, 11))
+	for i := range 3000 {
+		in := randomInput(random)
+		if random.IntN(4) > 0 {
+			previousInput := randomInput(random)
+			if random.IntN(2) == 0 {
+				// Most like a pass: the same mesh a little changed.
+				previousInput = in
+				previousInput.Zones = slices.Clone(in.Zones)
+				changed := &previousInput.Zones[random.IntN(len(in.Zones))]
+				changed.Bundle += "-old"
+			}
+			previous := Compute(previousInput)
+			in.Previous = &previous
+		}
+		got, want := Compute(in), referenceCompute(in)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("case %d: %+v\nplans\n%+v\nnot\n%+v", i, in, summary(got), summary(want))
+		}
+		if in.Previous == nil || sharedTrustDomains(in.Zones) {
+			continue
+		}
+		for name, zonePlan := range got.Zones {
+			for j, object := range zonePlan.FederatedTrustDomains {
+				if wantObject := want.Zones[name].FederatedTrustDomains[j]; previousObjects(in.Previous)[wantObject] != (object == wantObject) {
+					t.Fatalf("case %d: zone %s, object %s: reused %v, the reference %v", i, name, object.Name, object == wantObject, previousObjects(in.Previous)[wantObject])
+				}
+			}
+		}
+	}
+}
+
+func sharedTrustDomains(zones []Zone) bool {
+	seen := map[string]string{}
+	for _, zone := range zones {
+		if name, ok := seen[zone.TrustDomain]; ok && name != zone.Name {
+			return true
+		}
+		seen[zone.TrustDomain] = zone.Name
+	}
+	return false
+}
+
+// randomInput is a mesh of 1 to 7 zones, or, one time in ten, of up to 40
+// (more than a sort sorts by insertion).
+func randomInput(random *rand.Rand) Input {
+	names := []string{"a", "b", "c", "d", "e-1", "f", "g_1"}
+	trustDomains := []string{"a.example", "b.example", "td_c.example", "d.example", "a-.example", "f", strings.Repeat("long.", 48) + "td", "z.example"}
+	size := 7
+	if random.IntN(10) == 0 {
+		size = 40
+		for i := range 30 {
+			names = append(names, fmt.Sprintf("z%02d", i))
+			trustDomains = append(trustDomains, fmt.Sprintf("z%02d.example", i))
+		}
+	}
+	in := Input{Mesh: "m", Observed: map[string]Observed{}}
+	for range 1 + random.IntN(size) {
+		z := zone(names[random.IntN(len(names))], random.IntN(5) > 0)
+		z.TrustDomain = trustDomains[random.IntN(len(trustDomains))]
+		if random.IntN(4) == 0 {
+			z.Profile, z.EndpointSPIFFEID = "https_web", ""
+		}
+		if random.IntN(4) == 0 {
+			z.ClassName = "other"
+		}
+		in.Zones = append(in.Zones, z)
+	}
+	for _, z := range in.Zones {
+		peers := map[string]bool{}
+		for _, td := range trustDomains {
+			if random.IntN(3) > 0 {
+				peers[td] = true
+			}
+		}
+		in.Observed[z.Name] = Observed{PeersWithBundle: peers}
+	}
+	switch random.IntN(3) {
+	case 0:
+		in.Topology = spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyFullMesh}
+	case 1:
+		in.Topology = spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyHubAndSpoke, Hub: names[random.IntN(len(names))]}
+	default:
+		in.Topology = spirefedv1alpha1.Topology{Type: spirefedv1alpha1.TopologyExplicit}
+		for range random.IntN(12) {
+			in.Topology.Links = append(in.Topology.Links, spirefedv1alpha1.Link{From: names[random.IntN(len(names))], To: names[random.IntN(len(names))]})
+		}
+	}
+	static := spirefedv1alpha1.IdentityTemplate{
+		Name: "static", SPIFFEIDTemplate: "spiffe://{{ .TrustDomain }}/static", Zones: []string{"a", "b"},
+		Static: &spirefedv1alpha1.StaticEntryTemplate{ParentIDTemplate: "spiffe://{{ .TrustDomain }}/agent", Selectors: []string{"unix:uid:0"}},
+	}
+	in.Identities = []spirefedv1alpha1.IdentityTemplate{identity, static}[:random.IntN(3)]
+	return in
+}
+
+// referenceCompute is Compute as it was before it was made cheaper for
+// large meshes: one pass over the links, a binary search by name for each
+// object of Previous.
+func referenceCompute(in Input) Plan {
+	byName := make(map[string]Zone, len(in.Zones))
+	names := make([]string, 0, len(in.Zones))
+	for _, zone := range in.Zones {
+		byName[zone.Name] = zone
+		names = append(names, zone.Name)
+	}
+	slices.Sort(names)
+
+	out := Plan{Links: Links(in.Topology, names), Zones: make(map[string]*ZonePlan, len(names))}
+	trusted := make(map[string][]string, len(names))
+	for _, name := range names {
+		out.Zones[name] = &ZonePlan{Zone: name}
+	}
+	for _, link := range out.Links {
+		from, to := byName[link.From], byName[link.To]
+		if to.Bundle == "" {
+			out.Gated = append(out.Gated, link)
+			if in.Observed[link.From].PeersWithBundle[to.TrustDomain] {
+				zonePlan := out.Zones[link.From]
+				zonePlan.KeepFederatedTrustDomains = append(zonePlan.KeepFederatedTrustDomains, FederatedTrustDomainName(from.Name, to.TrustDomain))
+				trusted[link.From] = append(trusted[link.From], link.To)
+			}
+			continue
+		}
+		zonePlan := out.Zones[link.From]
+		federated := referencePrevious(in.Previous, in.Mesh, from, to)
+		if federated == nil {
+			objectLabels := labels(in.Mesh, from.Name)
+			objectLabels[LabelPeer] = to.Name
+			federated = &spirev1alpha1.ClusterFederatedTrustDomain{
+				TypeMeta:   metav1.TypeMeta{APIVersion: spireAPIVersion, Kind: "ClusterFederatedTrustDomain"},
+				ObjectMeta: metav1.ObjectMeta{Name: FederatedTrustDomainName(from.Name, to.TrustDomain), Labels: objectLabels},
+				Spec: spirev1alpha1.ClusterFederatedTrustDomainSpec{
+					TrustDomain:           to.TrustDomain,
+					BundleEndpointURL:     to.BundleEndpointURL,
+					BundleEndpointProfile: bundleEndpointProfile(&to),
+					TrustDomainBundle:     to.Bundle,
+					ClassName:             from.ClassName,
+				},
+			}
+		}
+		zonePlan.FederatedTrustDomains = append(zonePlan.FederatedTrustDomains, federated)
+		trusted[link.From] = append(trusted[link.From], link.To)
+	}
+	for _, name := range names {
+		zone := byName[name]
+		federatesWith := make([]string, 0, len(trusted[name]))
+		for _, peer := range trusted[name] {
+			peerTrustDomain := byName[peer].TrustDomain
+			if in.Observed[name].PeersWithBundle[peerTrustDomain] {
+				federatesWith = append(federatesWith, peerTrustDomain)
+			}
+		}
+		slices.Sort(federatesWith)
+		zonePlan := out.Zones[name]
+		for _, identity := range in.Identities {
+			switch {
+			case len(identity.Zones) > 0 && !slices.Contains(identity.Zones, name):
+			case identity.Static != nil:
+				zonePlan.StaticEntries = append(zonePlan.StaticEntries, clusterStaticEntry(in.Mesh, zone, identity, federatesWith))
+			default:
+				zonePlan.SPIFFEIDs = append(zonePlan.SPIFFEIDs, clusterSPIFFEID(in.Mesh, zone, identity, federatesWith))
+			}
+		}
+		slices.SortFunc(zonePlan.FederatedTrustDomains, func(a, b *spirev1alpha1.ClusterFederatedTrustDomain) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(zonePlan.SPIFFEIDs, func(a, b *spirev1alpha1.ClusterSPIFFEID) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(zonePlan.StaticEntries, func(a, b *spirev1alpha1.ClusterStaticEntry) int { return strings.Compare(a.Name, b.Name) })
+		slices.Sort(zonePlan.KeepFederatedTrustDomains)
+	}
+	return out
+}
+
+func referencePrevious(previous *Plan, mesh string, from, to Zone) *spirev1alpha1.ClusterFederatedTrustDomain {
+	if previous == nil || previous.Zones[from.Name] == nil {
+		return nil
+	}
+	objects := previous.Zones[from.Name].FederatedTrustDomains
+	name := FederatedTrustDomainName(from.Name, to.TrustDomain)
+	i, found := slices.BinarySearchFunc(objects, name, func(object *spirev1alpha1.ClusterFederatedTrustDomain, name string) int {
+		return strings.Compare(object.Name, name)
+	})
+	if !found {
+		return nil
+	}
+	object := objects[i]
+	spec, objectLabels := object.Spec, object.Labels
+	same := len(objectLabels) == 4 && objectLabels[LabelManagedBy] == ManagedBy && objectLabels[LabelMesh] == mesh &&
+		objectLabels[LabelZone] == from.Name && objectLabels[LabelPeer] == to.Name &&
+		spec.TrustDomain == to.TrustDomain && spec.BundleEndpointURL == to.BundleEndpointURL && spec.BundleEndpointProfile == bundleEndpointProfile(&to) &&
+		spec.TrustDomainBundle == to.Bundle && spec.ClassName == from.ClassName
+	if !same {
+		return nil
+	}
+	return object
 }
 
 func TestComputeReusesPreviousObjects(t *testing.T) {
