@@ -79,7 +79,7 @@ func (r *ZoneTrustDomainReconciler) observeCluster(ctx context.Context, zone *sp
 	connected, err := r.Zones.Connect(ctx, cluster.View)
 	if err == nil && cluster.View != zone {
 		// The zone's own cluster was probed by reconcileAccess.
-		err = connected.Probe(ctx)
+		err = connected.RecentProbe(ctx)
 	}
 	if err != nil {
 		observation.accessReason, observation.accessMessage = spirefedv1alpha1.ReasonUnreachable, err.Error()

@@ -30,7 +30,7 @@ import (
 func (r *ZoneTrustDomainReconciler) reconcileAccess(ctx context.Context, zone *spirefedv1alpha1.ZoneTrustDomain) (*zones.Zone, error) {
 	connected, err := r.Zones.Connect(ctx, zone)
 	if err == nil {
-		err = connected.Probe(ctx)
+		err = connected.RecentProbe(ctx)
 	}
 	var accessErr *zones.AccessError
 	switch {

@@ -140,10 +140,16 @@ type Zone struct {
 	// watches: its caches and Clientset (see newZoneClient).
 	watchClient *http.Client
 
+	// probeInterval is the registry's; a probe younger than it is fresh.
+	probeInterval time.Duration
+
 	mu          sync.Mutex
 	lastReason  string
 	lastMessage string
-	watches     map[string]*watch
+	// probedAt is when the last probe ended, and lastProbe its outcome.
+	probedAt  time.Time
+	lastProbe error
+	watches   map[string]*watch
 	// owned is the cache of the operator's own objects; ownedStop stops it.
 	owned     ownedCache
 	ownedStop context.CancelFunc
@@ -236,6 +242,7 @@ func (r *Registry) startZone(name, accessKey, probeNamespace string, config *res
 		probeNamespace: probeNamespace,
 		ctx:            ctx,
 		stopProbes:     stop,
+		probeInterval:  r.opts.ProbeInterval,
 		watches:        map[string]*watch{},
 	}
 	connected.mu.Lock()
@@ -477,7 +484,24 @@ const probeTimeout = 5 * time.Second
 func (z *Zone) Probe(ctx context.Context) error {
 	err := z.probe(ctx)
 	z.recordReason(reasonOf(err), messageOf(err))
+	z.mu.Lock()
+	z.probedAt, z.lastProbe = time.Now(), err
+	z.mu.Unlock()
 	return err
+}
+
+// RecentProbe is the outcome of the zone's last probe when it is younger
+// than the probe interval (the probe loop keeps it so), and of a new
+// probe otherwise: a zone's reconcile does not probe again what the loop
+// just probed (at 200 zones, 200 requests a minute fewer).
+func (z *Zone) RecentProbe(ctx context.Context) error {
+	z.mu.Lock()
+	fresh, err := !z.probedAt.IsZero() && time.Since(z.probedAt) < z.probeInterval, z.lastProbe
+	z.mu.Unlock()
+	if fresh {
+		return err
+	}
+	return z.Probe(ctx)
 }
 
 func (z *Zone) probe(ctx context.Context) error {
