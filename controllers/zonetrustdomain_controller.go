@@ -70,6 +70,9 @@ type ZoneTrustDomainReconciler struct {
 
 	// fetches remembers when each zone's endpoint is next due.
 	fetches bundle.Due
+	// bootstraps are the zones' bootstrap ConfigMaps as their watches
+	// last saw them.
+	bootstraps bootstrapViews
 }
 
 // +kubebuilder:rbac:groups=spirefed.io,resources=zonetrustdomains,verbs=get;list;watch;update;patch
@@ -185,6 +188,7 @@ func (r *ZoneTrustDomainReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 func (r *ZoneTrustDomainReconciler) forget(name string) {
 	r.Zones.Forget(zones.Key{Name: name})
 	r.fetches.Forget(name)
+	r.bootstraps.forget(name)
 	metrics.ForgetZone(name)
 }
 

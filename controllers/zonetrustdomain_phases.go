@@ -80,6 +80,23 @@ func (r *ZoneTrustDomainReconciler) reconcileSpire(ctx context.Context, zone *sp
 	return outcome.Requeue, nil
 }
 
+// readBootstrap returns the zone's bootstrap ConfigMap as its watch last
+// saw it, or, while the watch has not read it (yet, or again), as the
+// zone's API server answers now. A missing ConfigMap is a NotFound error.
+func readBootstrap(ctx context.Context, connected *zones.Zone, view *bundle.ConfigMapView, selector spirefedv1alpha1.ConfigMapKeySelector) (*corev1.ConfigMap, error) {
+	if watched, synced := view.Latest(); synced {
+		if watched == nil {
+			return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), selector.Name)
+		}
+		return watched, nil
+	}
+	configMap := &corev1.ConfigMap{}
+	if err := connected.Client.Get(ctx, types.NamespacedName{Namespace: selector.Namespace, Name: selector.Name}, configMap); err != nil {
+		return nil, err
+	}
+	return configMap, nil
+}
+
 // reconcileBootstrap reads the zone's bootstrap X.509 authorities through
 // the zone's API, keeps a watch on their ConfigMap, and returns them. On any
 // failure the last good ones stay in status and nil is returned.
@@ -92,11 +109,12 @@ func (r *ZoneTrustDomainReconciler) reconcileBootstrap(ctx context.Context, zone
 		return nil, nil
 	}
 	selector := zone.BootstrapConfigMap()
-	r.Zones.EnsureWatch(zones.KeyOf(zone), "bootstrap-configmap", selector.Namespace+"/"+selector.Name, func(ctx context.Context, z *zones.Zone, notify func()) {
-		bundle.WatchConfigMap(ctx, z.Clientset, selector.Namespace, selector.Name, notify)
+	watchID := selector.Namespace + "/" + selector.Name
+	view := r.bootstraps.of(zone.Name, watchID)
+	r.Zones.EnsureWatch(zones.KeyOf(zone), "bootstrap-configmap", watchID, func(ctx context.Context, z *zones.Zone, notify func()) {
+		bundle.WatchConfigMap(ctx, z.Clientset, selector.Namespace, selector.Name, view, notify)
 	})
-	configMap := &corev1.ConfigMap{}
-	err := connected.Client.Get(ctx, types.NamespacedName{Namespace: selector.Namespace, Name: selector.Name}, configMap)
+	configMap, err := readBootstrap(ctx, connected, view, selector)
 	switch {
 	case apierrors.IsNotFound(err):
 		r.setCondition(zone, spirefedv1alpha1.BundleAvailableCondition, metav1.ConditionFalse, spirefedv1alpha1.ReasonBundleNotFound,

@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,44 @@ const (
 	watchRetryMax     = 30 * time.Second
 )
 
+// ConfigMapView is the latest state of a ConfigMap that WatchConfigMap
+// follows: a zone's reconcile reads its bootstrap bundle there instead of
+// asking the zone's API server again at every resync. It is known
+// (synced) from the first full read of a watch until that watch ends
+// without resuming.
+type ConfigMapView struct {
+	mu        sync.Mutex
+	run       int
+	synced    bool
+	configMap *corev1.ConfigMap
+}
+
+// Latest returns the ConfigMap (nil when it does not exist) and whether
+// the view is synced; when it is not, read the ConfigMap from the API.
+func (v *ConfigMapView) Latest() (configMap *corev1.ConfigMap, synced bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.configMap, v.synced
+}
+
+// begin starts a watch's run: what an earlier run sets from now on is
+// ignored (a run that ends after the next one started must not unsync it).
+func (v *ConfigMapView) begin() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.run++
+	v.synced, v.configMap = false, nil
+	return v.run
+}
+
+func (v *ConfigMapView) set(run int, synced bool, configMap *corev1.ConfigMap) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.run == run {
+		v.synced, v.configMap = synced, configMap
+	}
+}
+
 // WatchConfigMap calls onChange whenever the named ConfigMap (a zone's
 // bootstrap bundle) is added, changed or deleted, until ctx ends; and once
 // after every full read of it (the first, and after a watch could not
@@ -27,7 +66,14 @@ const (
 // It lists and watches the one ConfigMap itself rather than through an
 // informer: an informer per zone is nine goroutines and a queue, and a
 // 200-zone operator runs 200 of them.
-func WatchConfigMap(ctx context.Context, clientset kubernetes.Interface, namespace, name string, onChange func()) {
+//
+// view, if not nil, holds the ConfigMap as last seen.
+func WatchConfigMap(ctx context.Context, clientset kubernetes.Interface, namespace, name string, view *ConfigMapView, onChange func()) {
+	if view == nil {
+		view = &ConfigMapView{}
+	}
+	run := view.begin()
+	defer view.set(run, false, nil)
 	configMaps := clientset.CoreV1().ConfigMaps(namespace)
 	selector := fields.OneTermEqualSelector("metadata.name", name).String()
 	delay := watchRetryInitial
@@ -51,14 +97,26 @@ func WatchConfigMap(ctx context.Context, clientset kubernetes.Interface, namespa
 				continue
 			}
 			resourceVersion = list.ResourceVersion
+			var found *corev1.ConfigMap
+			if len(list.Items) > 0 {
+				found = &list.Items[0]
+			}
+			view.set(run, true, found)
 			onChange()
 		}
 		started := time.Now()
 		watcher, err := configMaps.Watch(ctx, metav1.ListOptions{FieldSelector: selector, ResourceVersion: resourceVersion, AllowWatchBookmarks: true})
 		if err == nil {
-			resourceVersion = followConfigMap(ctx, watcher, resourceVersion, onChange)
+			resourceVersion = followConfigMap(ctx, watcher, resourceVersion, func(configMap *corev1.ConfigMap) {
+				view.set(run, true, configMap)
+				onChange()
+			})
+			if resourceVersion == "" {
+				view.set(run, false, nil)
+			}
 		} else if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 			resourceVersion = ""
+			view.set(run, false, nil)
 		}
 		if err == nil && time.Since(started) > watchRetryMax {
 			// A watch that lasted: the zone answers.
@@ -75,7 +133,8 @@ func WatchConfigMap(ctx context.Context, clientset kubernetes.Interface, namespa
 // followConfigMap handles a watch's events until it or ctx ends, and
 // returns the resource version to resume from: "" when it cannot resume
 // (read again).
-func followConfigMap(ctx context.Context, watcher watch.Interface, resourceVersion string, onChange func()) string {
+// changed receives the ConfigMap as it now is, nil once deleted.
+func followConfigMap(ctx context.Context, watcher watch.Interface, resourceVersion string, changed func(*corev1.ConfigMap)) string {
 	defer watcher.Stop()
 	for {
 		var event watch.Event
@@ -90,10 +149,15 @@ func followConfigMap(ctx context.Context, watcher watch.Interface, resourceVersi
 		}
 		switch event.Type {
 		case watch.Added, watch.Modified, watch.Deleted:
-			if configMap, ok := event.Object.(*corev1.ConfigMap); ok {
-				resourceVersion = configMap.ResourceVersion
+			configMap, ok := event.Object.(*corev1.ConfigMap)
+			if !ok {
+				return ""
 			}
-			onChange()
+			resourceVersion = configMap.ResourceVersion
+			if event.Type == watch.Deleted {
+				configMap = nil
+			}
+			changed(configMap)
 		case watch.Bookmark:
 			if configMap, ok := event.Object.(*corev1.ConfigMap); ok {
 				resourceVersion = configMap.ResourceVersion

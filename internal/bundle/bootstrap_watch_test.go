@@ -23,8 +23,9 @@ func TestWatchConfigMap(t *testing.T) {
 	var calls atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	view := &bundle.ConfigMapView{}
 	go func() {
-		bundle.WatchConfigMap(ctx, clientset, "spire", "spire-bundle", func() { calls.Add(1) })
+		bundle.WatchConfigMap(ctx, clientset, "spire", "spire-bundle", view, func() { calls.Add(1) })
 		close(done)
 	}()
 	waitForCalls := func(want int32) {
@@ -38,6 +39,9 @@ func TestWatchConfigMap(t *testing.T) {
 		}
 	}
 	waitForCalls(1) // read
+	if latest, synced := view.Latest(); !synced || latest == nil || latest.Data["bundle.crt"] != "one" {
+		t.Fatalf("view after the read: %v, synced %v", latest, synced)
+	}
 	// The fake's watch starts after the list: give it a moment.
 	time.Sleep(200 * time.Millisecond)
 	configMaps := clientset.CoreV1().ConfigMaps("spire")
@@ -46,14 +50,23 @@ func TestWatchConfigMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForCalls(2)
+	if latest, synced := view.Latest(); !synced || latest == nil || latest.Data["bundle.crt"] != "two" {
+		t.Fatalf("view after the update: %v, synced %v", latest, synced)
+	}
 	if err := configMaps.Delete(ctx, configMap.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitForCalls(3)
+	if latest, synced := view.Latest(); !synced || latest != nil {
+		t.Fatalf("view after the deletion: %v, synced %v", latest, synced)
+	}
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the watch did not end with its context")
+	}
+	if _, synced := view.Latest(); synced {
+		t.Error("the view of a watch that ended is synced")
 	}
 }
