@@ -544,20 +544,24 @@ func sameBundle(trustDomain, a, b string) bool {
 // lately: after a rotation, every peer's ClusterFederatedTrustDomain of
 // the rotated zone holds the same old bundle and wants the same new one,
 // so a pass parses two bundles, not two per peer.
-var canonicalBundles = &canonicalMemo{forms: map[string]string{}}
+var canonicalBundles = &canonicalMemo{forms: map[bundleOf]string{}}
 
 // maxCanonicalForms bounds the memo; it starts again empty when full.
 const maxCanonicalForms = 4096
 
 type canonicalMemo struct {
 	mu    sync.Mutex
-	forms map[string]string
+	forms map[bundleOf]string
 }
+
+// bundleOf keys the memo without joining the two strings (a bundle is
+// kilobytes, and the memo is asked on every comparison of two copies).
+type bundleOf struct{ trustDomain, bundleJSON string }
 
 // of returns the canonical SPIFFE JSON of a bundle of trustDomain, and
 // false when it does not parse.
 func (m *canonicalMemo) of(trustDomain, bundleJSON string) (string, bool) {
-	key := trustDomain + "\x00" + bundleJSON
+	key := bundleOf{trustDomain: trustDomain, bundleJSON: bundleJSON}
 	m.mu.Lock()
 	canonical, known := m.forms[key]
 	m.mu.Unlock()
